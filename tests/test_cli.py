@@ -1,0 +1,103 @@
+"""`udfd predict` / `udfd evaluate` JSON output and bad-file handling, in-process through cli.main."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from udfd.cli import main
+from udfd.loader import clear_cache
+
+VERDICT_KEYS = {"file", "kind", "faces", "overall", "model_versions", "timings_ms"}
+
+
+@pytest.fixture(autouse=True)
+def _tiny_model(monkeypatch, tiny_vit_dir):
+    monkeypatch.setenv("UDFD_MODEL_VIT", f"local-dir:{tiny_vit_dir}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    clear_cache()
+
+
+def _tree(tmp_path, n=3):
+    rng = np.random.default_rng(0)
+    for label in ("real", "fake"):
+        for src in ("s1", "s2"):
+            d = tmp_path / label / src / "deeper"
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return tmp_path
+
+
+def _check_verdict(v):
+    assert set(v) >= VERDICT_KEYS
+    assert v["kind"] == "image"
+    assert v["overall"]["label"] in ("real", "fake") and 0 <= v["overall"]["fake_prob"] <= 1
+    assert isinstance(v["overall"]["uncertain"], bool)
+    for face in v["faces"]:
+        assert len(face["box"]) == 4 and all(isinstance(c, int) for c in face["box"])
+        assert set(face["scores"]) == {"vit"} and 0 <= face["scores"]["vit"] <= 1
+        assert face["verdict"]["label"] in ("real", "fake")
+    assert "vit" in v["model_versions"] and v["timings_ms"]["total"] > 0
+
+
+def test_predict_json_on_a_real_face(face_image_path, capsys):
+    assert main(["predict", str(face_image_path), "--json"]) == 0
+    v = json.loads(capsys.readouterr().out)
+    _check_verdict(v)
+    assert v["faces"][0]["face_found"] is True
+    assert v["file"] == str(face_image_path)
+
+
+def test_predict_folder_with_a_bad_file_reports_it_and_scores_the_rest(tmp_path, capsys):
+    _tree(tmp_path, n=1)
+    (tmp_path / "real" / "s1" / "broken.jpg").write_text("this is not an image")
+    assert main(["predict", str(tmp_path), "--json"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    errors = [x for x in lines if "error" in x]
+    assert len(lines) == 5 and len(errors) == 1
+    assert "broken.jpg" in errors[0]["file"] and "not a supported image" in errors[0]["error"]
+    for v in lines:
+        if "error" not in v:
+            _check_verdict(v)
+            assert v["faces"][0]["face_found"] is False  # noise has no face: whole image scored
+
+
+def test_predict_human_output(face_image_path, capsys):
+    assert main(["predict", str(face_image_path)]) == 0
+    out = capsys.readouterr().out
+    assert str(face_image_path) in out and "fake_prob=" in out
+
+
+def test_evaluate_json_schema(tmp_path, capsys):
+    _tree(tmp_path, n=3)
+    assert main(["evaluate", str(tmp_path), "--detector", "vit", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    m = r["overall"]
+    for key in ("n_real", "n_fake", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
+                "log_loss", "brier", "confusion", "threshold"):
+        assert key in m
+    assert m["n_real"] == 6 and m["n_fake"] == 6
+    assert m["threshold"] == pytest.approx(0.45)
+    assert set(r["per_source"]) == {"s1", "s2"}
+    assert r["per_source"]["s1"]["n"] == 6
+    assert r["errors"] == []
+
+
+def test_evaluate_unknown_model_ref_is_a_clear_error(tmp_path, caplog):
+    _tree(tmp_path, n=1)
+    assert main(["evaluate", str(tmp_path), "--detector", "not/a-ref"]) == 2
+    assert "ambiguous model reference" in caplog.text
+
+
+def test_python_dash_m_entry_point(face_image_path, tiny_vit_dir):
+    out = subprocess.run([sys.executable, "-m", "udfd", "predict", str(face_image_path), "--json"],
+                         capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "UDFD_MODEL_VIT": f"local-dir:{tiny_vit_dir}"})
+    assert out.returncode == 0, out.stderr
+    _check_verdict(json.loads(out.stdout))

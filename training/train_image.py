@@ -1,0 +1,272 @@
+"""Train an image detector family on face crops with Accelerate, calibrate it, write a checkpoint folder.
+
+    accelerate launch training/train_image.py --family vit --data ../shared/data/faces --output models/udfd-vit-tiny
+
+The folder holds config.json (+ our `udfd` metadata), model.safetensors, README.md (model card),
+eval_results.json and split.json. `--push-to-hub --hub-model-id org/name` uploads the same folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from any folder
+
+from training.augment import AugmentConfig, augment  # noqa: E402
+from training.data import Sample, cached_crops, list_samples, save_split, split_samples, synthetic_dataset  # noqa: E402
+from udfd.cards import render_card, write_card  # noqa: E402
+from udfd.config import FaceSettings  # noqa: E402
+from udfd.detectors.base import get_family  # noqa: E402
+from udfd.hub import push_folder  # noqa: E402
+from udfd.metrics import best_f1_threshold, binary_metrics, fit_temperature, metrics_by_group  # noqa: E402
+
+DEFAULTS: dict[str, Any] = {
+    "family": "vit", "epochs": 15, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.05, "patience": 4,
+    "lr_patience": 1, "seed": 42, "crop_size": 144, "val_share": 0.1, "test_share": 0.1, "arch": {},
+    "report_to": "tensorboard", "logging_dir": "runs", "cache_dir": ".cache/udfd", "max_minutes": 0.0,
+    "version": "", "max_samples": 0,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help="YAML file of overrides (keys as the long options, snake_case)")
+    p.add_argument("--family")
+    p.add_argument("--data", type=Path, help="imagefolder tree DIR/{real,fake}/<source>/...")
+    p.add_argument("--hub-dataset", help="Hub dataset id with image + label columns (needs network)")
+    p.add_argument("--synthetic", action="store_true", help="train on 16 generated images (smoke test)")
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--patience", type=int, help="early stopping: epochs without val-loss improvement")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--crop-size", type=int)
+    p.add_argument("--arch", type=json.loads, help='JSON architecture overrides, e.g. \'{"num_hidden_layers": 4}\'')
+    p.add_argument("--max-minutes", type=float, help="stop training after this many minutes (0 = no limit)")
+    p.add_argument("--max-samples", type=int, help="use at most this many images (seeded subsample; 0 = all)")
+    p.add_argument("--version", help="version string stored in config.json")
+    p.add_argument("--report-to", help="tensorboard | wandb | none")
+    p.add_argument("--logging-dir")
+    p.add_argument("--cache-dir")
+    p.add_argument("--push-to-hub", action="store_true")
+    p.add_argument("--hub-model-id")
+    args = p.parse_args(argv)
+    merged = dict(DEFAULTS)
+    if args.config:
+        merged.update(yaml.safe_load(args.config.read_text(encoding="utf-8")) or {})
+    merged.update({k: v for k, v in vars(args).items() if v is not None and k in DEFAULTS})
+    for k, v in merged.items():
+        setattr(args, k, v)
+    if args.push_to_hub and not args.hub_model_id:
+        p.error("--push-to-hub needs --hub-model-id org/name")
+    if sum(bool(x) for x in (args.data, args.hub_dataset, args.synthetic)) != 1:
+        p.error("give exactly one of --data, --hub-dataset, --synthetic")
+    return args
+
+
+class _LogitsModule(torch.nn.Module):
+    """Wraps any family so Accelerate (DDP) sees one module whose forward returns logits."""
+
+    def __init__(self, detector: Any) -> None:
+        super().__init__()
+        self.net = detector.module()
+        self._detector = detector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._detector.logits(x)
+
+
+class CropDataset(torch.utils.data.Dataset):
+    def __init__(self, crops: np.ndarray, labels: np.ndarray, idx: list[int], detector: Any, *,
+                 train: bool, seed: int) -> None:
+        self.crops, self.labels, self.idx, self.detector = crops, labels, idx, detector
+        self.train, self.rng, self.aug = train, np.random.default_rng(seed), AugmentConfig()
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img = self.crops[self.idx[i]]
+        if self.train:
+            img = augment(img, self.rng, self.aug)
+        return self.detector.preprocess([img])[0], int(self.labels[self.idx[i]])
+
+
+def _load_data(args: argparse.Namespace, tmp: Path) -> tuple[Path, list[Sample]]:
+    if args.synthetic:
+        root = synthetic_dataset(tmp / "synthetic")
+    elif args.hub_dataset:
+        root = _materialise_hub_dataset(args.hub_dataset, Path(args.cache_dir) / "hub-datasets")
+    else:
+        root = args.data.resolve()
+    samples = list_samples(root)
+    if args.max_samples and len(samples) > args.max_samples:
+        keep = sorted(np.random.default_rng(args.seed).choice(len(samples), args.max_samples, replace=False))
+        samples = [samples[i] for i in keep]
+    return root, samples
+
+
+def _materialise_hub_dataset(dataset_id: str, cache: Path) -> Path:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset_id, split="train")
+    except Exception as e:  # datasets raises many types offline
+        raise SystemExit(f"cannot load Hub dataset {dataset_id!r} ({type(e).__name__}: {e}); it needs network"
+                         " access — offline, pass an imagefolder tree with --data") from e
+    names = ds.features["label"].names if hasattr(ds.features["label"], "names") else ["real", "fake"]
+    root = cache / dataset_id.replace("/", "__")
+    for i, row in enumerate(ds):
+        label = "fake" if "fake" in str(names[row["label"]]).lower() else "real"
+        out = root / label / "hub" / f"{i:07d}.png"
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            row["image"].convert("RGB").save(out)
+    return root
+
+
+def _run_eval(detector: Any, crops: np.ndarray, idx: list[int], batch: int) -> np.ndarray:
+    model = detector.module()
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(idx), batch):
+            out.append(detector.logits(detector.preprocess([crops[i] for i in idx[s:s + batch]])).float())
+    return torch.cat(out).numpy() if out else np.zeros((0, 2), np.float32)
+
+
+def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
+    from accelerate import Accelerator
+    from accelerate.logging import get_logger
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    report = None if args.report_to == "none" else args.report_to
+    accelerator = Accelerator(log_with=report, project_dir=args.logging_dir)
+    log = get_logger(__name__)
+    set_seed(args.seed)
+    tmp = Path(tempfile.mkdtemp(prefix="udfd-train-"))
+    root, samples = _load_data(args, tmp)
+    split = split_samples(samples, seed=args.seed, val=args.val_share, test=args.test_share)
+    if not split["val"] or not split["train"]:  # tiny data (smoke tests): fall back to using train for val
+        split["val"] = split["val"] or split["train"]
+        split["train"] = split["train"] or split["val"]
+    crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=Path(args.cache_dir))
+    labels = np.array([s.label for s in samples])
+
+    family = get_family(args.family)
+    detector = family.create(args.arch)
+    model = _LogitsModule(detector)
+    train_dl = torch.utils.data.DataLoader(CropDataset(crops, labels, split["train"], detector, train=True,
+                                                       seed=args.seed), batch_size=args.batch_size, shuffle=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=args.lr_patience)
+    model, opt, train_dl = accelerator.prepare(model, opt, train_dl)
+    if accelerator.is_main_process and report:
+        accelerator.init_trackers("udfd-train-image", config={k: str(v) for k, v in vars(args).items()})
+
+    best_loss, best_state, stale, start = float("inf"), None, 0, time.time()
+    for epoch in range(args.epochs):
+        model.train()
+        total, seen = 0.0, 0
+        for x, y in tqdm(train_dl, desc=f"epoch {epoch}", disable=not accelerator.is_local_main_process):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            accelerator.backward(loss)
+            opt.step()
+            opt.zero_grad()
+            total, seen = total + loss.item() * len(y), seen + len(y)
+        val_logits = _run_eval(detector, crops, split["val"], args.batch_size)
+        val_loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(val_logits),
+                                                           torch.from_numpy(labels[split["val"]])))
+        val_auc = binary_metrics(labels[split["val"]], torch.softmax(torch.from_numpy(val_logits), 1)[:, 1])["roc_auc"]
+        sched.step(val_loss)
+        accelerator.log({"train_loss": total / max(seen, 1), "val_loss": val_loss, "val_auc": val_auc or 0.0,
+                         "lr": opt.param_groups[0]["lr"]}, step=epoch)
+        log.info(f"epoch {epoch}: train_loss {total / max(seen, 1):.4f} val_loss {val_loss:.4f} val_auc {val_auc}")
+        if val_loss < best_loss:
+            best_loss, stale = val_loss, 0
+            best_state = copy.deepcopy(accelerator.unwrap_model(model).net.state_dict())
+        else:
+            stale += 1
+        if stale >= args.patience or (args.max_minutes and time.time() - start > args.max_minutes * 60):
+            log.info(f"stopping after epoch {epoch} (stale {stale}, {(time.time() - start) / 60:.1f} min)")
+            break
+    accelerator.unwrap_model(model).net.load_state_dict(best_state)
+    accelerator.end_training()
+    if accelerator.is_main_process:
+        _finish(args, detector, crops, labels, samples, split, root, hf_api=hf_api)
+    return args.output
+
+
+def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: np.ndarray, samples: list[Sample],
+            split: dict[str, list[int]], root: Path, *, hf_api: Any) -> None:
+    """Calibrate on val, evaluate every split and source, write the checkpoint folder, optionally push."""
+    logits = {k: _run_eval(detector, crops, v, args.batch_size) for k, v in split.items() if v}
+    fake_index = 1
+    temperature = fit_temperature(logits["val"], labels[split["val"]], fake_index=fake_index)
+    probs = {k: torch.softmax(torch.from_numpy(v) / temperature, 1)[:, fake_index].numpy() for k, v in logits.items()}
+    threshold = best_f1_threshold(labels[split["val"]], probs["val"])
+    detector.set_calibration(temperature=temperature, threshold=threshold)
+    results = {k: binary_metrics(labels[split[k]], probs[k], threshold=threshold) for k in probs}
+    held_out = "test" if "test" in probs else "val"
+    sources = [samples[i].source for i in split[held_out]]
+    for src, m in metrics_by_group(labels[split[held_out]], probs[held_out], sources, threshold=threshold).items():
+        results[f"{held_out}/{src}"] = m
+
+    out = args.output
+    out.mkdir(parents=True, exist_ok=True)
+    version = args.version or time.strftime("%Y%m%d-%H%M%S")
+    train_cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                 if k not in ("config", "push_to_hub")}
+    train_cfg["data"] = root.name if not args.synthetic else "synthetic"
+    detector.save_pretrained(out, metadata={"version": version, "training": train_cfg, "crop_size": args.crop_size})
+    (out / "eval_results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    save_split(out / "split.json", samples, split, seed=args.seed)
+    n_params = sum(p.numel() for p in detector.module().parameters())
+    card = render_card(
+        template="detector.md", model_name=out.name, dataset=train_cfg["data"], results=results,
+        context={
+            "family": args.family, "script": "train_image.py", "architecture": type(detector.module()).__name__
+            + " " + json.dumps(args.arch), "input_desc": f"RGB face crop resized to {detector.image_size} px"
+            if hasattr(detector, "image_size") else "RGB face crop", "n_params": f"{n_params / 1e6:.2f} M",
+            "dtype": "float16", "threshold": threshold, "temperature": temperature,
+            "pretrained": "none — trained from scratch (the Hub is not reachable from the training machine)",
+            "version": version, "seed": args.seed, "crop_size": args.crop_size,
+            "split_sizes": {k: len(v) for k, v in split.items()},
+            "data_desc": _data_desc(samples), "training_config": json.dumps(train_cfg, indent=1),
+        },
+    )
+    write_card(out, card)
+    logging.getLogger(__name__).info("wrote %s (val AUC %s, test AUC %s)", out, results["val"]["roc_auc"],
+                                     results.get("test", {}).get("roc_auc"))
+    if args.push_to_hub:
+        push_folder(out, repo_id=args.hub_model_id, api=hf_api, commit_message=f"UDFD {args.family} {version}")
+
+
+def _data_desc(samples: list[Sample]) -> str:
+    counts: dict[tuple[str, int], int] = {}
+    for s in samples:
+        counts[(s.source, s.label)] = counts.get((s.source, s.label), 0) + 1
+    rows = [f"| {src} | {counts.get((src, 0), 0)} | {counts.get((src, 1), 0)} |"
+            for src in sorted({s.source for s in samples})]
+    return "| source | real | fake |\n|---|---|---|\n" + "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()

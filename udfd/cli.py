@@ -1,0 +1,122 @@
+"""`udfd` command line: predict, evaluate, bench. JSON on stdout, logs and progress bars on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from udfd.config import Settings
+from udfd.errors import UdfdError
+
+log = logging.getLogger("udfd")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * args.verbose, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    if getattr(args, "detector", None):
+        settings = replace(settings, detectors=tuple(args.detector))
+    try:
+        return args.func(args, settings)
+    except UdfdError as e:
+        log.error("%s", e)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="udfd", description="Deepfake detection for faces in images.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
+    sub = p.add_subparsers(required=True, metavar="command")
+
+    pr = sub.add_parser("predict", help="score images (files or folders) and print verdicts")
+    pr.add_argument("paths", nargs="+", type=Path)
+    pr.add_argument("--json", action="store_true", help="one Verdict JSON object per line (JSON Lines)")
+    pr.add_argument("--detector", action="append", help="short name or hf-hub:/local-dir: ref (repeatable)")
+    pr.set_defaults(func=cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="metrics on DIR/real/** and DIR/fake/**, overall and per source")
+    ev.add_argument("data", type=Path)
+    ev.add_argument("--detector", action="append", help="short name or ref; the first one is evaluated")
+    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--limit", type=int, default=0, help="at most N images per class (seeded sample)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=cmd_evaluate)
+
+    be = sub.add_parser("bench", help="latency of decode + faces + detector vs a plain transformers pipeline")
+    be.add_argument("--data", type=Path, default=None, help="folder of face images (default ../shared/data)")
+    be.add_argument("--n", type=int, default=24, help="images per measurement")
+    be.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_image.json"))
+    be.add_argument("--no-vit-base", action="store_true", help="skip the ViT-B/16-sized model")
+    be.set_defaults(func=cmd_bench, detector=None)
+    return p
+
+
+def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
+    from udfd.media import iter_image_files
+    from udfd.pipeline import analyze_image, load_detectors
+
+    files = iter_image_files(args.paths)
+    if not files:
+        raise UdfdError(f"no image files found in {', '.join(map(str, args.paths))}")
+    detectors = load_detectors(settings)
+    failed = 0
+    for path in files:
+        try:
+            verdict = analyze_image(path, settings=settings, detectors=detectors)
+        except UdfdError as e:
+            failed += 1
+            log.error("%s", e)
+            if args.json:
+                print(json.dumps({"file": str(path), "error": str(e)}), flush=True)
+            continue
+        if args.json:
+            print(json.dumps(verdict.to_dict()), flush=True)
+        else:
+            o = verdict.overall
+            flag = " (uncertain)" if o.uncertain else ""
+            print(f"{path}: {o.label}{flag} fake_prob={o.fake_prob:.3f} faces={len(verdict.faces)}", flush=True)
+    if failed:
+        log.error("%d of %d files could not be analysed", failed, len(files))
+    return 1 if failed else 0
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from udfd.evaluate import evaluate_folder
+
+    report = evaluate_folder(args.data, settings=settings, limit=args.limit, seed=args.seed)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(_format_report(report))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from udfd.bench import run_bench
+
+    result = run_bench(settings=settings, data=args.data, n=args.n, include_vit_base=not args.no_vit_base)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(result.get("table", json.dumps(result, indent=1)))
+    return 0
+
+
+def _format_report(report: dict[str, Any]) -> str:
+    rows = [("all", report["overall"])] + list(report["per_source"].items())
+    lines = [f"detector {report['detector']} ({report['version']}) on {report['data']}, threshold "
+             f"{report['overall']['threshold']:.3f}",
+             f"{'source':<24}{'n_real':>7}{'n_fake':>7}{'acc':>7}{'f1':>7}{'auc':>7}"]
+    for name, m in rows:
+        auc = f"{m['roc_auc']:.3f}" if m["roc_auc"] is not None else "–"
+        lines.append(f"{name:<24}{m['n_real']:>7}{m['n_fake']:>7}{m['accuracy']:>7.3f}{m['f1']:>7.3f}{auc:>7}")
+    if report["errors"]:
+        lines.append(f"{len(report['errors'])} files failed: see --json")
+    return "\n".join(lines)

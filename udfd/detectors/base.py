@@ -1,0 +1,153 @@
+"""The Detector protocol and the family registry (the only module-level state besides the model cache)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from udfd.errors import ModelUnavailableError
+from udfd.hub import UDFD_KEY
+from udfd.types import Score
+
+
+@dataclass(frozen=True)
+class ExplainTarget:
+    """Where a CAM method should look: layers of the model and how to turn activations into (B, C, H, W)."""
+
+    model: torch.nn.Module
+    layers: tuple[torch.nn.Module, ...]
+    reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    fake_index: int = 1
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What every detector family implements. See DESIGN.md "Contracts"."""
+
+    family: ClassVar[str]
+    modality: ClassVar[Literal["image", "video"]]
+    name: str
+    version: str
+    threshold: float
+
+    @classmethod
+    def accepts(cls, config: dict[str, Any]) -> bool:
+        """True when this family can load a checkpoint with this config.json (for foreign checkpoints)."""
+        ...
+
+    @classmethod
+    def create(cls, arch: dict[str, Any]) -> Detector:
+        """A new, untrained detector with the given architecture overrides."""
+        ...
+
+    @classmethod
+    def from_pretrained(cls, folder: Path, config: dict[str, Any]) -> Detector: ...
+
+    def save_pretrained(self, folder: Path, *, metadata: dict[str, Any] | None = None) -> None: ...
+
+    def preprocess(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 crops of any size -> model input batch. Pure: inputs are not modified."""
+        ...
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw two-class logits (real, fake), with gradients when enabled (training)."""
+        ...
+
+    def predict(self, batch: torch.Tensor) -> list[Score]: ...
+
+    def features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(low-level, high-level) hidden features, one row per input, for the protector."""
+        ...
+
+    def explain_target(self) -> ExplainTarget | None: ...
+
+    def module(self) -> torch.nn.Module:
+        """The trainable torch module."""
+        ...
+
+    def set_calibration(self, *, temperature: float, threshold: float) -> None: ...
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: make a family loadable by name and by `family_for(config)`."""
+    if cls.family in _REGISTRY and _REGISTRY[cls.family] is not cls:
+        raise ValueError(f"detector family {cls.family!r} registered twice")
+    _REGISTRY[cls.family] = cls
+    return cls
+
+
+def families() -> dict[str, type]:
+    _import_builtin_families()
+    return dict(_REGISTRY)
+
+
+def get_family(family: str) -> type:
+    regs = families()
+    if family not in regs:
+        raise ModelUnavailableError(f"unknown detector family {family!r}; known: {sorted(regs)}")
+    return regs[family]
+
+
+def family_for(config: dict[str, Any]) -> type:
+    """Pick the family for a checkpoint: our metadata names it; otherwise exactly one family must accept it."""
+    declared = config.get(UDFD_KEY, {}).get("family")
+    if declared:
+        return get_family(declared)
+    candidates = [cls for cls in families().values() if cls.accepts(config)]
+    if len(candidates) != 1:
+        raise ModelUnavailableError(
+            f"cannot tell which detector family loads this checkpoint ({len(candidates)} candidates); add"
+            f' "{UDFD_KEY}": {{"family": ...}} to its config.json'
+        )
+    return candidates[0]
+
+
+def _import_builtin_families() -> None:
+    # Importing the modules runs their @register decorators.
+    from udfd.detectors import vit  # noqa: F401
+
+
+def fake_index_from_labels(id2label: dict[Any, str], *, declared: str | None = None) -> int:
+    """Find the 'fake' class in a checkpoint's labels, whatever their names and order."""
+    labels = {int(k): str(v) for k, v in id2label.items()}
+    if declared is not None:
+        matches = [i for i, v in labels.items() if v == declared]
+    else:
+        words = ("fake", "deepfake", "spoof", "synthetic", "manipulated", "generated")
+        matches = [i for i, v in labels.items() if any(w in v.lower() for w in words)]
+    if len(matches) != 1 or len(labels) != 2:
+        raise ModelUnavailableError(
+            f"cannot tell which label means 'fake' in {labels}; set udfd.fake_label in config.json"
+        )
+    return matches[0]
+
+
+def scores_from_logits(
+    logits: torch.Tensor, *, name: str, fake_index: int, temperature: float, threshold: float
+) -> list[Score]:
+    """Temperature-scaled softmax -> one Score per row. Shared by every two-class family."""
+    probs = torch.softmax(logits.float() / temperature, dim=-1)[:, fake_index]
+    probs = torch.nan_to_num(probs, nan=0.5).clamp(0.0, 1.0)
+    return [Score(detector=name, fake_prob=float(p), threshold=threshold) for p in probs.tolist()]
+
+
+def resize_batch(faces: Sequence[np.ndarray], size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Resize RGB uint8 crops to size×size and normalise -> float32 (B, 3, size, size). Pure."""
+    import cv2
+
+    out = np.empty((len(faces), size, size, 3), dtype=np.float32)
+    for i, face in enumerate(faces):
+        if face.ndim != 3 or face.shape[2] != 3:
+            raise ValueError(f"expected an RGB crop (H, W, 3), got shape {face.shape}")
+        shrink = face.shape[0] > size or face.shape[1] > size
+        out[i] = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    out = (out / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()

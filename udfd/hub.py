@@ -1,0 +1,126 @@
+"""Model references, checkpoint folders, model cards and Hub transfer.
+
+A reference is `hf-hub:org/repo[@revision]`, `local-dir:path`, or a short name from `Settings.models`.
+Anything else is ambiguous and raises: we never guess whether "foo/bar" is a folder or a Hub repo.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from udfd.errors import ModelRefError, ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+UDFD_KEY = "udfd"  # our metadata lives under this key in config.json, next to any transformers fields
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    kind: Literal["hf-hub", "local-dir"]
+    location: str
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{self.kind}:{self.location}{rev}"
+
+
+def parse_ref(ref: str, *, short_names: dict[str, str] | None = None) -> ModelRef:
+    """Parse a model reference; short names resolve through `short_names` (one level)."""
+    ref = ref.strip()
+    if ref.startswith("hf-hub:"):
+        body = ref.removeprefix("hf-hub:")
+        repo, _, rev = body.partition("@")
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise ModelRefError(f"bad Hub reference {ref!r}: expected hf-hub:org/repo[@revision]")
+        return ModelRef("hf-hub", repo, rev or None)
+    if ref.startswith("local-dir:"):
+        path = ref.removeprefix("local-dir:")
+        if not path:
+            raise ModelRefError(f"bad local reference {ref!r}: expected local-dir:path")
+        return ModelRef("local-dir", path)
+    if short_names and ref in short_names:
+        target = short_names[ref]
+        if target in short_names:
+            raise ModelRefError(f"short name {ref!r} points to another short name {target!r}")
+        return parse_ref(target)
+    raise ModelRefError(
+        f"ambiguous model reference {ref!r}: write hf-hub:org/repo[@revision] or local-dir:path"
+        + (f", or one of the short names {sorted(short_names)}" if short_names else "")
+    )
+
+
+Downloader = Callable[..., str]
+
+
+def resolve(ref: ModelRef, *, download: Downloader | None = None, setting: str = "") -> Path:
+    """Return a local folder holding the checkpoint, downloading from the Hub when needed.
+
+    `download` defaults to `huggingface_hub.snapshot_download` (injection point for tests).
+    `setting` names the configuration a user should change; it goes into error messages.
+    """
+    hint = f" Configure it with {setting}=local-dir:/path/to/checkpoint or hf-hub:org/repo." if setting else ""
+    if ref.kind == "local-dir":
+        path = Path(ref.location).expanduser()
+        if not (path / CONFIG_NAME).is_file():
+            raise ModelUnavailableError(f"model folder {path} has no {CONFIG_NAME}.{hint}")
+        return path
+    if download is None:
+        from huggingface_hub import snapshot_download
+
+        download = snapshot_download
+    try:
+        return Path(download(repo_id=ref.location, revision=ref.revision))
+    except Exception as e:  # huggingface_hub raises many types offline (LocalEntryNotFound, HTTP, OS errors)
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else f"{type(e).__name__}: {e}"
+        raise ModelUnavailableError(
+            f"cannot load {ref} from the Hugging Face Hub ({why}). The Hub needs network access;"
+            f" offline, download it elsewhere and point to the folder.{hint}"
+        ) from e
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelUnavailableError(f"cannot read {folder / CONFIG_NAME}: {e}") from e
+
+
+def model_version(folder: Path, ref: ModelRef) -> str:
+    """A short, stable version string: the Hub revision or the checkpoint's recorded version."""
+    meta = read_config(folder).get(UDFD_KEY, {})
+    if ref.kind == "hf-hub":
+        return f"{ref.location}@{ref.revision or folder.name}"
+    return f"{folder.name}@{meta.get('version', 'unversioned')}"
+
+
+def push_folder(
+    folder: Path, *, repo_id: str, private: bool = True, commit_message: str = "Upload UDFD checkpoint", api: Any = None
+) -> str:
+    """Upload a checkpoint folder as a Hub model repo. `api` is an `HfApi` (injection point for tests)."""
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    try:
+        api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                                 commit_message=commit_message)
+    except Exception as e:  # network and auth errors come in many types; re-raise with context
+        raise ModelUnavailableError(
+            f"pushing {folder} to hf-hub:{repo_id} failed ({type(e).__name__}: {e}); the Hub needs network access"
+            " and a token with write rights (HF_TOKEN or `hf auth login`)"
+        ) from e
+    log.info("pushed %s to %s", folder, repo_id)
+    return str(getattr(info, "commit_url", info))

@@ -1,0 +1,69 @@
+"""The one loader: model reference -> ready Detector, cached once per process (thread-safe)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import torch
+
+from udfd.config import Settings
+from udfd.detectors.base import Detector, family_for
+from udfd.errors import ModelUnavailableError
+from udfd.hub import ModelRef, model_version, parse_ref, read_config, resolve
+
+log = logging.getLogger(__name__)
+
+_CACHE: dict[str, Detector] = {}
+_LOCK = threading.Lock()
+
+
+def load_detector(
+    name_or_ref: str, *, settings: Settings | None = None, download: Callable[..., str] | None = None
+) -> Detector:
+    """Load a detector by short name (`vit`) or reference (`hf-hub:org/repo[@rev]`, `local-dir:path`).
+
+    Each resolved reference is loaded once per process; concurrent callers wait for the first load.
+    """
+    settings = settings or Settings()
+    ref = parse_ref(name_or_ref, short_names=settings.models)
+    key = str(ref)
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _load_uncached(ref, name=_short_name(name_or_ref, settings), download=download)
+        return _CACHE[key]
+
+
+def _short_name(name_or_ref: str, settings: Settings) -> str | None:
+    return name_or_ref if name_or_ref in settings.models else None
+
+
+def _load_uncached(ref: ModelRef, *, name: str | None, download: Callable[..., str] | None) -> Detector:
+    setting = f"UDFD_MODEL_{name.upper()}" if name else ""
+    folder = resolve(ref, download=download, setting=setting)
+    config = read_config(folder)
+    cls = family_for(config)
+    try:
+        detector = cls.from_pretrained(folder, config)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelUnavailableError(f"checkpoint {ref} could not be loaded as {cls.family!r}: {e}") from e
+    detector.module().eval()
+    if name:
+        detector.name = name
+    detector.version = model_version(folder, ref)
+    log.info("loaded %s (%s) from %s", detector.name, cls.family, folder)
+    return detector
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()
+
+
+def warm_up(detector: Detector) -> None:
+    """One tiny forward pass so the first user does not pay for lazy initialisation."""
+    import numpy as np
+
+    with torch.inference_mode():
+        detector.predict(detector.preprocess([np.zeros((32, 32, 3), np.uint8)]))

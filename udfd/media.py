@@ -1,0 +1,191 @@
+"""Safe image decoding: the only place in the library that opens user image files.
+
+Every failure becomes a `MediaError` naming the file and saying what is wrong. Pixel-count and file-size
+limits are checked before anything large is allocated: the pixel count comes from the header, before
+`load()` decodes the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import stat
+import struct
+import warnings
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageOps, UnidentifiedImageError
+
+from udfd.config import Settings
+from udfd.errors import MediaError
+from udfd.types import Image
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+# Pillow format ids tried when opening; restricting them keeps the other plugins (EPS runs Ghostscript,
+# and so on) away from untrusted bytes. Multi-picture JPEGs from cameras open through "JPEG" as "MPO".
+_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+_UNSUPPORTED = "not a supported image (JPEG, PNG, WebP, BMP, GIF, TIFF)"
+# What a damaged file raises from Pillow's decoders and parsers.
+_CORRUPT_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error, zlib.error)
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_WHITE = (255, 255, 255, 255)
+_TIMES = "\N{MULTIPLICATION SIGN}"
+
+# Defaults come from the one place they are set (dataclass defaults are class attributes).
+_DEFAULT_MAX_PIXELS: int = Settings.max_pixels
+_DEFAULT_MAX_FILE_BYTES: int = Settings.max_file_bytes
+
+
+def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int = _DEFAULT_MAX_PIXELS) -> Image:
+    """Decode image bytes to an RGB uint8 (H, W, 3) `Image`, EXIF orientation applied.
+
+    Multi-frame files (GIF, TIFF, APNG) give their first frame; transparency is composited on white.
+    Raises `MediaError` for non-images, damaged files and images with more than `max_pixels` pixels.
+    """
+    if not data:
+        raise MediaError(name, _UNSUPPORTED)
+    with warnings.catch_warnings():
+        # Pillow's own bomb warning fires at a fixed size; the header check below applies our limit.
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        try:
+            im = PILImage.open(io.BytesIO(data), formats=_FORMATS)
+        except UnidentifiedImageError as e:
+            raise MediaError(name, _UNSUPPORTED) from e
+        except PILImage.DecompressionBombError as e:
+            hard = 2 * (PILImage.MAX_IMAGE_PIXELS or 0)
+            raise MediaError(
+                name, f"image has more than {hard} pixels, more than the limit of {max_pixels} (UDFD_MAX_PIXELS)"
+            ) from e
+        except _CORRUPT_ERRORS as e:
+            raise MediaError(name, f"file is truncated or corrupt: {e}") from e
+    with im:
+        width, height = im.size
+        if width * height > max_pixels:
+            raise MediaError(
+                name,
+                f"image is {width}{_TIMES}{height} = {width * height} pixels, "
+                f"more than the limit of {max_pixels} (UDFD_MAX_PIXELS)",
+            )
+        fmt = im.format or "unknown"
+        try:
+            im.seek(0)
+            im.load()
+        except _CORRUPT_ERRORS as e:
+            raise MediaError(name, f"file is truncated or corrupt: {e}") from e
+        original_mode = im.mode
+        frame = _apply_orientation(im, name)
+        pixels = _to_rgb(frame, name)
+    logger.debug("decoded %s: %s %s %dx%d", name, fmt, original_mode, pixels.shape[1], pixels.shape[0])
+    return Image(
+        pixels=pixels,
+        source=name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        format=fmt,
+        original_mode=original_mode,
+    )
+
+
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int = _DEFAULT_MAX_PIXELS,
+    max_file_bytes: int = _DEFAULT_MAX_FILE_BYTES,
+) -> Image:
+    """Read and decode an image file; size and type are checked before any byte is read."""
+    name = str(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as e:
+        raise MediaError(name, "file not found") from e
+    except OSError as e:
+        raise MediaError(name, f"cannot access file: {e.strerror or e}") from e
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise MediaError(name, f"is {kind}, not an image file")
+    if st.st_size > max_file_bytes:
+        raise MediaError(name, _too_big(st.st_size, max_file_bytes))
+    try:
+        with open(path, "rb") as f:
+            # Read one byte past the limit: the file may have grown since stat().
+            data = f.read(max_file_bytes + 1)
+    except OSError as e:
+        raise MediaError(name, f"cannot read file: {e.strerror or e}") from e
+    if len(data) > max_file_bytes:
+        raise MediaError(name, _too_big(len(data), max_file_bytes))
+    return decode_image(data, name=name, max_pixels=max_pixels)
+
+
+def iter_image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand folders recursively into their image files (sorted, by extension, case-insensitive).
+
+    Paths that are not folders are kept as given, whatever their extension, so that a named file that is
+    missing or not an image gets a clear error when it is read.
+    """
+    files: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = (f for f in path.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+            files.extend(sorted(found))
+        else:
+            files.append(path)
+    return files
+
+
+def _too_big(size: int, limit: int) -> str:
+    return f"file is {size} bytes, more than the limit of {limit} (UDFD_MAX_FILE_BYTES)"
+
+
+def _apply_orientation(im: PILImage.Image, name: str) -> PILImage.Image:
+    """Rotate/flip as the EXIF Orientation tag says. A broken EXIF block is logged, not fatal."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except _CORRUPT_ERRORS + (KeyError,) as e:
+        logger.warning("%s: unreadable EXIF, orientation not applied: %s", name, e)
+        return im
+
+
+def _to_rgb(im: PILImage.Image, name: str) -> np.ndarray:
+    """Any Pillow mode -> contiguous uint8 (H, W, 3)."""
+    mode = im.mode
+    if mode.startswith("I") or mode == "F":
+        gray = _scale_to_uint8(np.asarray(im), mode)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    try:
+        if mode in _ALPHA_MODES or "transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA"):
+            rgba = im.convert("RGBA")
+            im = PILImage.alpha_composite(PILImage.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
+        elif im.mode != "RGB":
+            im = im.convert("RGB")
+    except ValueError as e:
+        raise MediaError(name, f"colour mode {mode} is not supported: {e}") from e
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def _scale_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    """Map 16/32-bit integer or float samples to 0..255 by scaling, never by clipping.
+
+    Integer data inside 0..65535 is read as 16-bit (65535 -> 255); float data inside [0, 1] as a fraction
+    and inside [0, 255] as 8-bit levels; anything else is stretched from its own minimum to maximum.
+    """
+    values = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if mode != "F" and lo >= 0 and hi <= 65535:
+        scaled = values / 257.0
+    elif mode == "F" and lo >= 0 and hi <= 1:
+        scaled = values * 255.0
+    elif mode == "F" and lo >= 0 and hi <= 255:
+        scaled = values
+    else:
+        logger.debug("mode %s samples span %g..%g: stretching to 0..255", mode, lo, hi)
+        scaled = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)

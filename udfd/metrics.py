@@ -1,0 +1,83 @@
+"""Metrics and calibration (pure: arrays in, numbers out). Fake is the positive class."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+_EPS = 1e-7
+
+
+def binary_metrics(y_true: Sequence[int], fake_prob: Sequence[float], *, threshold: float = 0.5) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1, ROC-AUC, AP, log loss, Brier and confusion counts at `threshold`."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.asarray(y_true, dtype=int)
+    p = np.clip(np.asarray(fake_prob, dtype=float), 0.0, 1.0)
+    pred = (p >= threshold).astype(int)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    both = len(set(y.tolist())) == 2
+    pc = np.clip(p, _EPS, 1 - _EPS)
+    return {
+        "n": int(len(y)),
+        "n_real": int((y == 0).sum()),
+        "n_fake": int((y == 1).sum()),
+        "threshold": float(threshold),
+        "accuracy": (tp + tn) / len(y) if len(y) else float("nan"),
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "roc_auc": float(roc_auc_score(y, p)) if both else None,
+        "average_precision": float(average_precision_score(y, p)) if both else None,
+        "log_loss": float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))) if len(y) else None,
+        "brier": float(np.mean((p - y) ** 2)) if len(y) else None,
+        "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
+    }
+
+
+def metrics_by_group(
+    y_true: Sequence[int], fake_prob: Sequence[float], groups: Sequence[str], *, threshold: float = 0.5
+) -> dict[str, dict[str, Any]]:
+    """`binary_metrics` for every distinct value of `groups` (e.g. the source folder)."""
+    y, p, g = np.asarray(y_true), np.asarray(fake_prob), np.asarray(groups)
+    return {str(k): binary_metrics(y[g == k], p[g == k], threshold=threshold) for k in sorted(set(g.tolist()))}
+
+
+def best_f1_threshold(y_true: Sequence[int], fake_prob: Sequence[float]) -> float:
+    """The threshold on `fake_prob` that maximises F1 on this set (ties -> the higher threshold)."""
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(fake_prob, dtype=float)
+    best_t, best_f1 = 0.5, -1.0
+    for t in np.unique(p):
+        pred = p >= t
+        tp = float((pred & (y == 1)).sum())
+        denom = pred.sum() + (y == 1).sum()
+        f1 = 2 * tp / denom if denom else 0.0
+        if f1 >= best_f1:
+            best_t, best_f1 = float(t), f1
+    return best_t
+
+
+def fit_temperature(logits: np.ndarray, y_true: Sequence[int], *, fake_index: int = 1) -> float:
+    """Temperature T > 0 minimising the NLL of softmax(logits / T) (Guo et al. 2017), by bounded 1-D search."""
+    from scipy.optimize import minimize_scalar
+
+    z = np.asarray(logits, dtype=float)
+    y = np.asarray(y_true, dtype=int)
+    target = np.where(y == 1, fake_index, 1 - fake_index)
+
+    def nll(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        s = s - s.max(axis=1, keepdims=True)
+        logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(y)), target].mean())
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))

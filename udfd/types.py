@@ -1,0 +1,137 @@
+"""Frozen dataclasses that cross module boundaries.
+
+Arrays inside these records are treated as read-only by convention; producers never mutate them after
+construction and consumers copy before changing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Box = tuple[int, int, int, int]
+"""(x0, y0, x1, y1) in pixels of the original image, x1/y1 exclusive."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """A decoded image: RGB uint8 array (H, W, 3), with what decoding learned about the file."""
+
+    pixels: np.ndarray
+    source: str
+    sha256: str
+    format: str
+    original_mode: str
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """One face cut from an image.
+
+    `pixels` is the square crop (RGB uint8) at native resolution; the detector resizes it.
+    `face_found` is False when no face was detected and the whole image stands in for one.
+    """
+
+    pixels: np.ndarray
+    box: Box
+    confidence: float
+    face_found: bool = True
+    landmarks: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Score:
+    """One detector's opinion on one face."""
+
+    detector: str
+    fake_prob: float
+    threshold: float = 0.5
+
+    @property
+    def is_fake(self) -> bool:
+        return self.fake_prob >= self.threshold
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """A saliency / error map over one face crop, values in [0, 1], shape (H, W) of the crop."""
+
+    detector: str
+    method: str
+    values: np.ndarray
+    box: Box
+
+
+Label = Literal["real", "fake"]
+
+
+@dataclass(frozen=True)
+class FaceVerdict:
+    box: Box
+    face_found: bool
+    confidence: float
+    scores: dict[str, float]
+    label: Label
+    fake_prob: float
+    uncertain: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["box"] = list(self.box)
+        d["verdict"] = {"label": d.pop("label"), "fake_prob": d.pop("fake_prob"), "uncertain": d.pop("uncertain")}
+        return d
+
+
+@dataclass(frozen=True)
+class Overall:
+    label: Label
+    fake_prob: float
+    uncertain: bool
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of analysing one file: see DESIGN.md "Verdict JSON"."""
+
+    file: str
+    kind: Literal["image", "video"]
+    faces: tuple[FaceVerdict, ...]
+    overall: Overall
+    model_versions: dict[str, str]
+    timings_ms: dict[str, float]
+    width: int = 0
+    height: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "kind": self.kind,
+            "width": self.width,
+            "height": self.height,
+            "faces": [f.to_dict() for f in self.faces],
+            "overall": asdict(self.overall),
+            "model_versions": dict(self.model_versions),
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """A visitor's flag on a verdict (stored by the feedback issue; defined here so the schema is shared)."""
+
+    id: str
+    time: str
+    media_sha256: str
+    model: str
+    revision: str
+    scores: dict[str, float]
+    user_label: Label
+    protector_decision: Literal["accepted", "suspicious", "unscreened"]
+    protector_score: float | None
+    reason: str
+    consent: bool
