@@ -12,8 +12,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TINY_VIT_ARCH = {"image_size": 32, "patch_size": 16, "hidden_size": 32, "num_hidden_layers": 2,
-                 "num_attention_heads": 2, "intermediate_size": 64}
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +22,7 @@ def tiny_vit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from udfd.detectors.vit import ViTDetector
 
     torch.manual_seed(0)
-    det = ViTDetector.create(TINY_VIT_ARCH)
+    det = ViTDetector.create(ViTDetector.tiny_arch)
     det.set_calibration(temperature=1.3, threshold=0.45)
     folder = tmp_path_factory.mktemp("tiny-vit")
     det.save_pretrained(folder, metadata={"version": "test"}, fp16=False)

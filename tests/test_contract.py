@@ -11,9 +11,6 @@ from udfd.detectors.base import Detector
 from udfd.hub import read_config
 from udfd.types import Score
 
-TINY_ARCH = {"vit": {"image_size": 32, "patch_size": 16, "hidden_size": 32, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "intermediate_size": 64}}
-
 
 def _faces(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -24,7 +21,8 @@ def _faces(n: int, seed: int = 0) -> list[np.ndarray]:
 @pytest.fixture(params=sorted(families()))
 def detector(request: pytest.FixtureRequest) -> Detector:
     torch.manual_seed(0)
-    det = families()[request.param].create(TINY_ARCH.get(request.param, {}))
+    cls = families()[request.param]
+    det = cls.create(cls.tiny_arch)
     det.module().eval()
     return det
 

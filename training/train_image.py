@@ -34,7 +34,7 @@ from udfd.metrics import best_f1_threshold, binary_metrics, fit_temperature, met
 
 DEFAULTS: dict[str, Any] = {
     "family": "vit", "epochs": 15, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.05, "patience": 4,
-    "lr_patience": 1, "seed": 42, "crop_size": 144, "val_share": 0.1, "test_share": 0.1, "arch": {},
+    "lr_patience": 1, "lr_factor": 0.3, "optimizer": "adamw", "seed": 42, "crop_size": 144, "val_share": 0.1, "test_share": 0.1, "arch": {},
     "report_to": "tensorboard", "logging_dir": "runs", "cache_dir": ".cache/udfd", "max_minutes": 0.0,
     "version": "", "max_samples": 0,
 }
@@ -65,10 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--push-to-hub", action="store_true")
     p.add_argument("--hub-model-id")
     args = p.parse_args(argv)
-    merged = dict(DEFAULTS)
-    if args.config:
-        merged.update(yaml.safe_load(args.config.read_text(encoding="utf-8")) or {})
-    merged.update({k: v for k, v in vars(args).items() if v is not None and k in DEFAULTS})
+    # Precedence: script defaults < the family's training defaults < YAML overrides < command line.
+    from_yaml = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {} if args.config else {}
+    from_cli = {k: v for k, v in vars(args).items() if v is not None and k in DEFAULTS}
+    family = from_cli.get("family") or from_yaml.get("family") or DEFAULTS["family"]
+    merged = {**DEFAULTS, **get_family(family).train_defaults, **from_yaml, **from_cli}
     for k, v in merged.items():
         setattr(args, k, v)
     if args.push_to_hub and not args.hub_model_id:
@@ -175,8 +176,9 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
     model = _LogitsModule(detector)
     train_dl = torch.utils.data.DataLoader(CropDataset(crops, labels, split["train"], detector, train=True,
                                                        seed=args.seed), batch_size=args.batch_size, shuffle=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=args.lr_patience)
+    optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[args.optimizer]
+    opt = optimizer(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=args.lr_factor, patience=args.lr_patience)
     model, opt, train_dl = accelerator.prepare(model, opt, train_dl)
     if accelerator.is_main_process and report:
         accelerator.init_trackers("udfd-train-image", config={k: str(v) for k, v in vars(args).items()})
@@ -246,7 +248,7 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
             + " " + json.dumps(args.arch), "input_desc": f"RGB face crop resized to {detector.image_size} px"
             if hasattr(detector, "image_size") else "RGB face crop", "n_params": f"{n_params / 1e6:.2f} M",
             "dtype": "float16", "threshold": threshold, "temperature": temperature,
-            "pretrained": "none — trained from scratch (the Hub is not reachable from the training machine)",
+            "pretrained": args.arch.get("pretrained") or "none — trained from scratch (no ImageNet weights)",
             "version": version, "seed": args.seed, "crop_size": args.crop_size,
             "split_sizes": {k: len(v) for k, v in split.items()},
             "data_desc": _data_desc(samples), "training_config": json.dumps(train_cfg, indent=1),

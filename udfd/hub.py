@@ -72,6 +72,8 @@ def resolve(ref: ModelRef, *, download: Downloader | None = None, setting: str =
     hint = f" Configure it with {setting}=local-dir:/path/to/checkpoint or hf-hub:org/repo." if setting else ""
     if ref.kind == "local-dir":
         path = Path(ref.location).expanduser()
+        if not path.is_dir():
+            raise ModelUnavailableError(f"model folder {path} does not exist.{hint}")
         if not (path / CONFIG_NAME).is_file():
             raise ModelUnavailableError(f"model folder {path} has no {CONFIG_NAME}.{hint}")
         return path

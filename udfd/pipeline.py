@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from udfd.config import Settings
 from udfd.detectors.base import Detector
+from udfd.errors import UdfdError
 from udfd.faces import detect_faces, get_face_detector
 from udfd.loader import load_detector
 from udfd.media import decode_image, read_image
@@ -44,6 +45,8 @@ def analyze_image(
     timings["faces"] = (time.perf_counter() - t0) * 1000
 
     dets = list(detectors) if detectors is not None else load_detectors(settings)
+    if not dets:
+        raise UdfdError("no detector configured: set UDFD_DETECTORS (e.g. UDFD_DETECTORS=vit)")
     per_detector: dict[str, list[Score]] = {}
     for det in dets:
         t0 = time.perf_counter()

@@ -31,6 +31,8 @@ class Detector(Protocol):
 
     family: ClassVar[str]
     modality: ClassVar[Literal["image", "video"]]
+    tiny_arch: ClassVar[dict[str, Any]]  # a very small architecture for tests and smoke runs
+    train_defaults: ClassVar[dict[str, Any]]  # overrides of training/train_image.py defaults (lr, epochs, ...)
     name: str
     version: str
     threshold: float
@@ -112,7 +114,7 @@ def family_for(config: dict[str, Any]) -> type:
 
 def _import_builtin_families() -> None:
     # Importing the modules runs their @register decorators.
-    from udfd.detectors import vit  # noqa: F401
+    from udfd.detectors import cnn, mobilenet, vit  # noqa: F401
 
 
 def fake_index_from_labels(id2label: dict[Any, str], *, declared: str | None = None) -> int:

@@ -51,6 +51,9 @@ def _token_grid_to_map(tokens: torch.Tensor) -> torch.Tensor:
 class ViTDetector:
     family: ClassVar[str] = "vit"
     modality: ClassVar[Literal["image", "video"]] = "image"
+    tiny_arch: ClassVar[dict[str, Any]] = {"image_size": 32, "patch_size": 16, "hidden_size": 32,
+                                           "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    train_defaults: ClassVar[dict[str, Any]] = {}  # the script's defaults (AdamW 5e-4, wd 0.05) are tuned for it
 
     def __init__(
         self,
@@ -111,6 +114,7 @@ class ViTDetector:
     def save_pretrained(self, folder: Path, *, metadata: dict[str, Any] | None = None, fp16: bool = True) -> None:
         from transformers import ViTImageProcessor
 
+        folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta = {**self.meta, **(metadata or {}), "family": self.family,
                 "threshold": self.threshold, "temperature": self.temperature}

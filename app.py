@@ -1,0 +1,228 @@
+"""UDFD Gradio app: Image | Video | Compare tabs. Callbacks only call `udfd.*`; nothing heavy runs at import.
+
+Run `python app.py` (env: UDFD_HOST, UDFD_PORT / GRADIO_SERVER_PORT, UDFD_MODEL_<NAME>, see udfd/config.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import html
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image as PILImage  # noqa: E402
+from PIL import ImageDraw, ImageFont  # noqa: E402
+
+from udfd.config import Settings  # noqa: E402
+from udfd.detectors.base import Detector  # noqa: E402
+from udfd.errors import MediaError, UdfdError  # noqa: E402
+from udfd.faces import detect_faces  # noqa: E402
+from udfd.loader import warm_up  # noqa: E402
+from udfd.media import decode_image, read_image  # noqa: E402
+from udfd.pipeline import analyze_image, load_detectors  # noqa: E402
+from udfd.types import Verdict  # noqa: E402
+
+log = logging.getLogger("udfd.app")
+
+COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74), "uncertain": (245, 158, 11)}
+TABLE_HEADERS = ["face", "box (x0, y0, x1, y1)", "scores", "verdict", "fake_prob", "uncertain", "face found"]
+
+ABOUT = """
+**About.** UDFD is a research tool. Its probabilities are a model's opinion, not proof that an image was or
+was not manipulated: detectors miss new generators and can be fooled by compression, filters or unusual faces.
+A face is marked **uncertain** (amber) when its fake probability lies within the uncertain band around the
+detector's threshold (`UDFD_UNCERTAIN_BAND`); read those verdicts as "cannot tell". Red = fake, green = real.
+"""
+VIDEO_NOTE = "Video analysis arrives with the lip-region CNN-LSTM detector; not available in this version."
+COMPARE_NOTE = "Compare will run every available detector side by side; only `vit` is available now."
+
+
+def load_models(settings: Settings) -> tuple[list[Detector], str | None]:
+    """Load and warm up the configured detectors and the face detector; (detectors, None) or ([], reason)."""
+    try:
+        detectors = load_detectors(settings)
+        for det in detectors:
+            warm_up(det)
+        detect_faces(np.zeros((64, 64, 3), np.uint8), settings.faces)  # creates the face-detector graphs
+    except UdfdError as e:  # ModelUnavailableError and an unknown face backend alike
+        log.error("model unavailable, the app starts without analysis: %s", e)
+        return [], str(e)
+    return detectors, None
+
+
+def analyze(
+    image_path: str | None,
+    settings: Settings,
+    detectors: Sequence[Detector] | None = None,
+    *,
+    data: bytes | None = None,
+) -> tuple[np.ndarray, dict[str, float], dict[str, Any], dict[str, Any], str]:
+    """Analyse one image file (or raw `data`) -> (annotated image, overall label, per-face table, Verdict JSON, notes).
+
+    Every failure surfaces as a `gr.Error` with a message for the user, never a traceback.
+    """
+    if image_path is None and data is None:
+        raise gr.Error("Upload an image first")
+    name = Path(image_path).name if image_path else "webcam image"
+    try:
+        if data is not None:
+            image = decode_image(data, name=name, max_pixels=settings.max_pixels)
+        else:
+            image = read_image(image_path, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
+        # Report the file by its own name, not by the server's temporary path.
+        verdict = analyze_image(dataclasses.replace(image, source=name), settings=settings, detectors=detectors)
+    except MediaError as e:
+        raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
+    except UdfdError as e:
+        raise gr.Error(str(e), print_exception=False) from e
+    return (
+        draw_verdict(image.pixels, verdict),
+        {"fake": verdict.overall.fake_prob, "real": 1.0 - verdict.overall.fake_prob},
+        face_table(verdict),
+        verdict.to_dict(),
+        notes_markdown(verdict),
+    )
+
+
+def draw_verdict(pixels: np.ndarray, verdict: Verdict) -> np.ndarray:
+    """A copy of `pixels` with one box per face, coloured by verdict and labelled like "face 1: fake 0.87"."""
+    canvas = PILImage.fromarray(pixels.copy())
+    draw = ImageDraw.Draw(canvas)
+    short = min(canvas.size)
+    width = max(2, round(short / 200))
+    font = ImageFont.load_default(size=max(12, round(short / 28)))
+    for i, face in enumerate(verdict.faces, start=1):
+        colour = COLOURS["uncertain" if face.uncertain else face.label]
+        x0, y0, x1, y1 = face.box
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=width)
+        who = f"face {i}" if face.face_found else "whole image"
+        text = f"{who}: {face.label} {face.fake_prob:.2f}" + (" (uncertain)" if face.uncertain else "")
+        left, top, right, bottom = draw.textbbox((x0, y0), text, font=font)
+        # Above the box when there is room, otherwise just inside its top edge.
+        dy = (bottom - top + 2 * width) if y0 >= bottom - top + 2 * width else 0
+        draw.rectangle((left, top - dy, right + 2 * width, bottom - dy + width), fill=colour)
+        draw.text((x0 + width, y0 - dy), text, fill=(255, 255, 255), font=font)
+    return np.asarray(canvas)
+
+
+def face_table(verdict: Verdict) -> dict[str, Any]:
+    rows = [
+        [
+            i,
+            ", ".join(str(v) for v in face.box),
+            ", ".join(f"{det}: {p:.4f}" for det, p in face.scores.items()),
+            face.label,
+            round(face.fake_prob, 4),
+            face.uncertain,
+            face.face_found,
+        ]
+        for i, face in enumerate(verdict.faces, start=1)
+    ]
+    return {"headers": TABLE_HEADERS, "data": rows}
+
+
+def notes_markdown(verdict: Verdict) -> str:
+    versions = ", ".join(f"`{name}` {version}" for name, version in verdict.model_versions.items())
+    notes = "; ".join(verdict.notes) or f"{len(verdict.faces)} face(s) found"
+    return f"**Notes:** {notes}. **Models:** {versions}."
+
+
+def build_app(
+    settings: Settings | None = None,
+    *,
+    detectors: Sequence[Detector] | None = None,
+    unavailable: str | None = None,
+) -> gr.Blocks:
+    """Build the Blocks UI. Without `detectors` (and no `unavailable` reason) the configured ones are loaded."""
+    settings = settings or Settings.from_env()
+    if detectors is None and unavailable is None:
+        detectors, unavailable = load_models(settings)
+
+    def on_analyze(payload: dict[str, Any] | None) -> tuple[Any, ...]:
+        if unavailable:
+            raise gr.Error(f"Analysis is unavailable: {unavailable}", print_exception=False)
+        path, data = _payload_file(payload)
+        return analyze(path, settings, detectors, data=data)
+
+    with gr.Blocks(title="UDFD deepfake detector") as demo:
+        gr.Markdown("# UDFD: deepfake detector for face images")
+        gr.Markdown(
+            f"**Model unavailable, analysis is switched off:** {unavailable}" if unavailable else "",
+            visible=bool(unavailable),
+        )
+        with gr.Tab("Image"):
+            with gr.Row():
+                with gr.Column():
+                    image_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", label="Image")
+                    button = gr.Button("Analyse", variant="primary", interactive=not unavailable)
+                with gr.Column():
+                    annotated = gr.Image(type="numpy", format="png", label="Faces found", interactive=False)
+                    overall = gr.Label(num_top_classes=2, label="Overall")
+            table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False)
+            notes = gr.Markdown()
+            verdict_json = gr.JSON(label="Verdict JSON")
+            # preprocess=False: the upload reaches udfd.media untouched, so that bad files get udfd's clear
+            # errors (Gradio's own preprocessing would open them with every Pillow plugin and fail opaquely).
+            button.click(
+                on_analyze,
+                inputs=image_in,
+                outputs=[annotated, overall, table, verdict_json, notes],
+                api_name="analyze_image",
+                preprocess=False,
+            )
+        with gr.Tab("Video"):
+            gr.Markdown(VIDEO_NOTE)
+        with gr.Tab("Compare"):
+            gr.Markdown(COMPARE_NOTE)
+        gr.Markdown(ABOUT)
+    return demo
+
+
+def _payload_file(payload: dict[str, Any] | None) -> tuple[str | None, bytes | None]:
+    """The uploaded file's path, or the bytes of an inline `data:` URL (webcam snapshots may come that way)."""
+    if not payload:
+        return None, None
+    if payload.get("path"):
+        return payload["path"], None
+    url = payload.get("url") or ""
+    if url.startswith("data:") and "," in url:
+        try:
+            return None, base64.b64decode(url.split(",", 1)[1], validate=True)
+        except ValueError as e:
+            raise gr.Error("the image data sent is not valid base64", print_exception=False) from e
+    return None, None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(description="Run the UDFD Gradio app.")
+    parser.add_argument("--host", default=env.get("UDFD_HOST", "127.0.0.1"), help="default: $UDFD_HOST or 127.0.0.1")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env.get("UDFD_PORT") or env.get("GRADIO_SERVER_PORT") or 7860),
+        help="default: $UDFD_PORT, $GRADIO_SERVER_PORT or 7860",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    demo = build_app(settings)
+    demo.queue(default_concurrency_limit=2)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=settings.max_file_bytes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""udfd.bench on a tiny checkpoint and 4 generated images: result structure, not timing thresholds."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from udfd.bench import PATHS, run_bench, sample_images
+from udfd.errors import UdfdError
+
+SIZES = [(64, 64), (60, 80), (90, 120), (48, 48)]  # (h, w): mixed sizes, as in the real benchmark
+
+
+@pytest.fixture()
+def bench_data(tmp_path: Path) -> Path:
+    root = tmp_path / "faces"
+    for i, (h, w) in enumerate(SIZES):
+        folder = root / ("real" if i % 2 else "fake") / f"src{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = np.random.default_rng(i).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        PILImage.fromarray(pixels).save(folder / f"img{i}.{'png' if i % 2 else 'jpg'}")
+    return root
+
+
+def test_run_bench_structure(tiny_settings, bench_data: Path) -> None:
+    result = run_bench(settings=tiny_settings, data=bench_data, n=4, include_vit_base=False)
+
+    json.dumps(result)  # the CLI writes it as JSON
+    assert result["n_images"] == 4
+    assert sorted((im["height"], im["width"]) for im in result["images"]) == sorted(SIZES)
+    env = result["environment"]
+    assert env["torch_threads"] >= 1 and env["torch"] and env["transformers"]
+    assert any("face detection" in note for note in result["notes"])
+
+    (model,) = result["models"]
+    assert model["name"] == "vit" and model["arch"]["hidden_size"] == 32
+    assert set(model["results"]) == set(PATHS)
+    for key, r in model["results"].items():
+        assert 0 < r["p50_ms"] <= r["p95_ms"], key
+        assert r["mean_ms"] > 0, key
+    assert model["results"]["ours_b1"]["samples"] == 4
+    breakdown = model["results"]["ours_b1"]["breakdown_mean_ms"]
+    assert set(breakdown) == {"decode", "faces", "model", "total"}
+    assert all(v > 0 for v in breakdown.values())
+    assert model["results"]["ours_b8"]["batches"] == 3  # 3 rounds of one batch of 4
+
+    speedup = model["speedup_vs_pipeline"]
+    assert speedup["batch_1"] > 0 and speedup["batch_8"] > 0
+    agreement = model["agreement"]
+    assert agreement["n"] == 4
+    assert math.isfinite(agreement["max_abs_delta_fake_prob"])
+    assert 0 <= agreement["mean_abs_delta_fake_prob"] <= agreement["max_abs_delta_fake_prob"] < 0.1
+    if "slower_than_pipeline" in model:
+        assert model["slower_than_pipeline"]["profile_top_self_time"]
+
+    table = result["table"].splitlines()
+    assert table[0].startswith("| model | path | batch | p50 ms")
+    assert len(table) == 2 + len(PATHS)
+
+
+def test_sample_images_mixes_sources_and_is_seeded(bench_data: Path) -> None:
+    picked = sample_images(bench_data, n=2, seed=0)
+    assert {p.parent.name for p in picked} == {"src0", "src1"}
+    assert picked == sample_images(bench_data, n=2, seed=0)
+    with pytest.raises(UdfdError):
+        sample_images(bench_data / "missing", n=2, seed=0)
