@@ -43,20 +43,32 @@ A face is marked **uncertain** (amber) when its fake probability lies within the
 detector's threshold (`UDFD_UNCERTAIN_BAND`); read those verdicts as "cannot tell". Red = fake, green = real.
 """
 VIDEO_NOTE = "Video analysis arrives with the lip-region CNN-LSTM detector; not available in this version."
-COMPARE_NOTE = "Compare will run every available detector side by side; only `vit` is available now."
+COMPARE_NOTE = "Compare will run every available detector side by side on one upload; not available in this version."
 
 
-def load_models(settings: Settings) -> tuple[list[Detector], str | None]:
-    """Load and warm up the configured detectors and the face detector; (detectors, None) or ([], reason)."""
-    try:
-        detectors = load_detectors(settings)
-        for det in detectors:
+def load_models(settings: Settings) -> tuple[dict[str, Detector], dict[str, str]]:
+    """Load and warm up every configured detector: (available by name, unavailable name -> reason).
+
+    The detectors in `settings.detectors` come first, so the first available one is the default choice.
+    """
+    names = list(dict.fromkeys([*settings.detectors, *settings.models]))
+    available: dict[str, Detector] = {}
+    unavailable: dict[str, str] = {}
+    for name in names:
+        try:
+            det = load_detectors(settings, [name])[0]
             warm_up(det)
+            available[name] = det
+        except UdfdError as e:
+            log.warning("detector %s unavailable: %s", name, e)
+            unavailable[name] = str(e)
+    try:
         detect_faces(np.zeros((64, 64, 3), np.uint8), settings.faces)  # creates the face-detector graphs
-    except UdfdError as e:  # ModelUnavailableError and an unknown face backend alike
-        log.error("model unavailable, the app starts without analysis: %s", e)
-        return [], str(e)
-    return detectors, None
+    except UdfdError as e:  # an unknown face backend or a missing YuNet file makes every detector unusable
+        log.error("face detection unavailable: %s", e)
+        unavailable |= {name: f"face detection unavailable: {e}" for name in available}
+        available = {}
+    return available, unavailable
 
 
 def analyze(
@@ -139,31 +151,41 @@ def notes_markdown(verdict: Verdict) -> str:
 def build_app(
     settings: Settings | None = None,
     *,
-    detectors: Sequence[Detector] | None = None,
-    unavailable: str | None = None,
+    available: dict[str, Detector] | None = None,
+    unavailable: dict[str, str] | None = None,
 ) -> gr.Blocks:
-    """Build the Blocks UI. Without `detectors` (and no `unavailable` reason) the configured ones are loaded."""
+    """Build the Blocks UI. Without `available` the configured detectors are loaded (see `load_models`)."""
     settings = settings or Settings.from_env()
-    if detectors is None and unavailable is None:
-        detectors, unavailable = load_models(settings)
+    if available is None:
+        available, unavailable = load_models(settings)
+    unavailable = unavailable or {}
+    nothing = "; ".join(f"{k}: {v}" for k, v in unavailable.items()) if not available else ""
 
-    def on_analyze(payload: dict[str, Any] | None) -> tuple[Any, ...]:
-        if unavailable:
-            raise gr.Error(f"Analysis is unavailable: {unavailable}", print_exception=False)
+    def on_analyze(payload: dict[str, Any] | None, detector: str | None) -> tuple[Any, ...]:
+        if not available:
+            raise gr.Error(f"Analysis is unavailable: {nothing}", print_exception=False)
+        name = detector or next(iter(available))
+        if name not in available:
+            reason = unavailable.get(name, f"unknown detector; choose one of {sorted(available)}")
+            raise gr.Error(f"Detector {name} is unavailable: {reason}", print_exception=False)
         path, data = _payload_file(payload)
-        return analyze(path, settings, detectors, data=data)
+        return analyze(path, settings, [available[name]], data=data)
 
     with gr.Blocks(title="UDFD deepfake detector") as demo:
         gr.Markdown("# UDFD: deepfake detector for face images")
         gr.Markdown(
-            f"**Model unavailable, analysis is switched off:** {unavailable}" if unavailable else "",
-            visible=bool(unavailable),
+            f"**Model unavailable, analysis is switched off:** {nothing}" if nothing else "", visible=bool(nothing)
         )
         with gr.Tab("Image"):
             with gr.Row():
                 with gr.Column():
                     image_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", label="Image")
-                    button = gr.Button("Analyse", variant="primary", interactive=not unavailable)
+                    choice = gr.Dropdown(
+                        choices=list(available), value=next(iter(available), None), label="Detector",
+                        info="Unavailable: " + ", ".join(f"{k} ({v})" for k, v in unavailable.items())
+                        if unavailable and available else None,
+                    )
+                    button = gr.Button("Analyse", variant="primary", interactive=bool(available))
                 with gr.Column():
                     annotated = gr.Image(type="numpy", format="png", label="Faces found", interactive=False)
                     overall = gr.Label(num_top_classes=2, label="Overall")
@@ -174,7 +196,7 @@ def build_app(
             # errors (Gradio's own preprocessing would open them with every Pillow plugin and fail opaquely).
             button.click(
                 on_analyze,
-                inputs=image_in,
+                inputs=[image_in, choice],
                 outputs=[annotated, overall, table, verdict_json, notes],
                 api_name="analyze_image",
                 preprocess=False,

@@ -84,9 +84,9 @@ def test_unavailable_model_is_reported_not_raised(tmp_path: Path) -> None:
     from udfd.config import Settings
 
     settings = Settings(models={"vit": f"local-dir:{tmp_path / 'missing'}"}, faces=FaceSettings(backend="haar"))
-    detectors, reason = app.load_models(settings)
-    assert detectors == [] and reason and "missing" in reason
-    demo = app.build_app(settings, detectors=[], unavailable=reason)
+    available, unavailable = app.load_models(settings)
+    assert available == {} and "does not exist" in unavailable["vit"]
+    demo = app.build_app(settings, available=available, unavailable=unavailable)
     assert isinstance(demo, gr.Blocks)
 
 
@@ -129,6 +129,10 @@ def test_served_api(served: str, face_image_path: Path, tmp_path: Path) -> None:
         client.predict(handle_file(bogus), api_name="/analyze_image")
     with pytest.raises(AppError, match="Upload an image first"):
         client.predict(None, api_name="/analyze_image")
+    with pytest.raises(AppError, match="Detector nope is unavailable"):
+        client.predict(handle_file(face_image_path), "nope", api_name="/analyze_image")
+    named = client.predict(handle_file(face_image_path), "vit", api_name="/analyze_image")[3]
+    assert named["overall"] == verdict["overall"]
     # The app keeps serving after a bad upload.
     assert client.predict(handle_file(face_image_path), api_name="/analyze_image")[3]["kind"] == "image"
 

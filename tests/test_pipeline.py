@@ -60,7 +60,7 @@ def test_odd_modes_are_analysed(tiny_settings, mode):
         data = buf.getvalue()
     elif mode == "I;16":
         buf = io.BytesIO()
-        Image.fromarray((arr[..., 0].astype(np.uint16) * 257)).save(buf, format="PNG")
+        Image.fromarray(arr[..., 0].astype(np.uint16) * 257).save(buf, format="PNG")
         data = buf.getvalue()
     else:
         data = _png_bytes(arr, mode)

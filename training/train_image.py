@@ -34,7 +34,7 @@ from udfd.metrics import best_f1_threshold, binary_metrics, fit_temperature, met
 
 DEFAULTS: dict[str, Any] = {
     "family": "vit", "epochs": 15, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.05, "patience": 4,
-    "lr_patience": 1, "lr_factor": 0.3, "optimizer": "adamw", "seed": 42, "crop_size": 144, "val_share": 0.1, "test_share": 0.1, "arch": {},
+    "lr_patience": 1, "lr_factor": 0.3, "optimizer": "adamw", "warmup_steps": 0, "seed": 42, "crop_size": 144, "val_share": 0.1, "test_share": 0.1, "arch": {},
     "report_to": "tensorboard", "logging_dir": "runs", "cache_dir": ".cache/udfd", "max_minutes": 0.0,
     "version": "", "max_samples": 0,
 }
@@ -53,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--patience", type=int, help="early stopping: epochs without val-loss improvement")
+    p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up steps")
     p.add_argument("--seed", type=int)
     p.add_argument("--crop-size", type=int)
     p.add_argument("--arch", type=json.loads, help='JSON architecture overrides, e.g. \'{"num_hidden_layers": 4}\'')
@@ -183,13 +184,17 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
     if accelerator.is_main_process and report:
         accelerator.init_trackers("udfd-train-image", config={k: str(v) for k, v in vars(args).items()})
 
-    best_loss, best_state, stale, start = float("inf"), None, 0, time.time()
+    best_loss, best_state, stale, start, step = float("inf"), None, 0, time.time(), 0
     for epoch in range(args.epochs):
         model.train()
         total, seen = 0.0, 0
         for x, y in tqdm(train_dl, desc=f"epoch {epoch}", disable=not accelerator.is_local_main_process):
             loss = torch.nn.functional.cross_entropy(model(x), y)
             accelerator.backward(loss)
+            if step < args.warmup_steps:  # linear warm-up, then ReduceLROnPlateau owns the learning rate
+                for group in opt.param_groups:
+                    group["lr"] = args.lr * (step + 1) / args.warmup_steps
+            step += 1
             opt.step()
             opt.zero_grad()
             total, seen = total + loss.item() * len(y), seen + len(y)

@@ -12,6 +12,9 @@ EMBEDDED_MODELS = PROJECT_ROOT / "models"
 # Short names -> model references. Env `UDFD_MODEL_<NAME>` overrides one (e.g. UDFD_MODEL_VIT=hf-hub:org/repo).
 DEFAULT_MODELS: dict[str, str] = {
     "vit": f"local-dir:{EMBEDDED_MODELS / 'udfd-vit-tiny'}",
+    "cnn": f"local-dir:{EMBEDDED_MODELS / 'udfd-cnn'}",
+    "mobilenet_v2": f"local-dir:{EMBEDDED_MODELS / 'udfd-mobilenet-v2'}",
+    "ocvae": f"local-dir:{EMBEDDED_MODELS / 'udfd-ocvae'}",
 }
 
 
