@@ -3,7 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from udfd.metrics import best_f1_threshold, binary_metrics, fit_temperature, metrics_by_group
+from udfd.metrics import (
+    best_f1_threshold,
+    best_youden_threshold,
+    binary_metrics,
+    fit_temperature,
+    metrics_by_group,
+)
 
 
 def test_binary_metrics_by_hand():
@@ -40,3 +46,27 @@ def test_fit_temperature_recovers_overconfidence():
     y = (rng.random(4000) < 1 / (1 + np.exp(-true_logit))).astype(int)
     logits = np.stack([np.zeros_like(true_logit), true_logit * 3.0], axis=1)  # 3x overconfident
     assert fit_temperature(logits, y) == pytest.approx(3.0, rel=0.15)
+
+
+def test_youden_threshold_balances_errors_where_max_f1_calls_everything_fake():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(500, int), np.ones(500, int)]
+    p = np.clip(0.5 + 0.08 * (y - 0.5) + rng.normal(0, 0.1, 1000), 0, 1)  # a weak detector
+    t_f1, t_j = best_f1_threshold(y, p), best_youden_threshold(y, p)
+    recall_f1 = binary_metrics(y, p, threshold=t_f1)["recall"]
+    m_j = binary_metrics(y, p, threshold=t_j)
+    assert recall_f1 > 0.85  # max-F1 drifts towards "all fake"
+    tpr, tnr = m_j["recall"], m_j["confusion"]["tn"] / 500
+    assert abs(tpr - tnr) < 0.2 and m_j["accuracy"] > 0.6
+
+
+def test_fake_sources_vs_reals():
+    from udfd.metrics import fake_sources_vs_reals
+
+    y = [0, 0, 1, 1, 0, 1]
+    p = [0.1, 0.2, 0.9, 0.15, 0.3, 0.8]
+    g = ["r", "r", "gan", "gan", "mixed", "mixed"]
+    out = fake_sources_vs_reals(y, p, g)
+    assert set(out) == {"gan vs all real"}
+    assert out["gan vs all real"]["n_real"] == 3 and out["gan vs all real"]["n_fake"] == 2
+    assert out["gan vs all real"]["roc_auc"] == pytest.approx(4 / 6)

@@ -30,7 +30,14 @@ from udfd.cards import render_card, write_card  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.detectors.base import get_family  # noqa: E402
 from udfd.hub import push_folder  # noqa: E402
-from udfd.metrics import best_f1_threshold, binary_metrics, fit_temperature, metrics_by_group  # noqa: E402
+from udfd.metrics import (  # noqa: E402
+    best_f1_threshold,
+    best_youden_threshold,
+    binary_metrics,
+    fake_sources_vs_reals,
+    fit_temperature,
+    metrics_by_group,
+)
 
 DEFAULTS: dict[str, Any] = {
     "family": "vit", "epochs": 15, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.05, "patience": 4,
@@ -63,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report-to", help="tensorboard | wandb | none")
     p.add_argument("--logging-dir")
     p.add_argument("--cache-dir")
+    p.add_argument("--eval-only", action="store_true",
+                   help="no training: recalibrate and re-evaluate the checkpoint already in --output")
     p.add_argument("--push-to-hub", action="store_true")
     p.add_argument("--hub-model-id")
     args = p.parse_args(argv)
@@ -172,6 +181,12 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
     crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=Path(args.cache_dir))
     labels = np.array([s.label for s in samples])
 
+    if args.eval_only:
+        from udfd.loader import load_detector
+
+        detector = load_detector(f"local-dir:{args.output}")
+        _finish(args, detector, crops, labels, samples, split, root, hf_api=hf_api)
+        return args.output
     family = get_family(args.family)
     detector = family.create(args.arch)
     model = _LogitsModule(detector)
@@ -228,12 +243,18 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
     fake_index = 1
     temperature = fit_temperature(logits["val"], labels[split["val"]], fake_index=fake_index)
     probs = {k: torch.softmax(torch.from_numpy(v) / temperature, 1)[:, fake_index].numpy() for k, v in logits.items()}
-    threshold = best_f1_threshold(labels[split["val"]], probs["val"])
+    # Both thresholds are stored; Youden's J is used because max-F1 drifts to "everything is fake" when the
+    # detector is weak and classes are balanced (seen on the first embedded ViT: recall 0.99, accuracy 0.49).
+    thresholds = {"youden": best_youden_threshold(labels[split["val"]], probs["val"]),
+                  "max_f1": best_f1_threshold(labels[split["val"]], probs["val"])}
+    threshold = thresholds["youden"]
     detector.set_calibration(temperature=temperature, threshold=threshold)
     results = {k: binary_metrics(labels[split[k]], probs[k], threshold=threshold) for k in probs}
     held_out = "test" if "test" in probs else "val"
     sources = [samples[i].source for i in split[held_out]]
-    for src, m in metrics_by_group(labels[split[held_out]], probs[held_out], sources, threshold=threshold).items():
+    by_source = metrics_by_group(labels[split[held_out]], probs[held_out], sources, threshold=threshold)
+    by_source |= fake_sources_vs_reals(labels[split[held_out]], probs[held_out], sources, threshold=threshold)
+    for src, m in by_source.items():
         results[f"{held_out}/{src}"] = m
 
     out = args.output
@@ -242,7 +263,8 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
     train_cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                  if k not in ("config", "push_to_hub")}
     train_cfg["data"] = root.name if not args.synthetic else "synthetic"
-    detector.save_pretrained(out, metadata={"version": version, "training": train_cfg, "crop_size": args.crop_size})
+    detector.save_pretrained(out, metadata={"version": version, "training": train_cfg, "crop_size": args.crop_size,
+                                            "thresholds": thresholds, "threshold_rule": "youden"})
     (out / "eval_results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     save_split(out / "split.json", samples, split, seed=args.seed)
     n_params = sum(p.numel() for p in detector.module().parameters())
@@ -252,7 +274,7 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
             "family": args.family, "script": "train_image.py", "architecture": type(detector.module()).__name__
             + " " + json.dumps(args.arch), "input_desc": f"RGB face crop resized to {detector.image_size} px"
             if hasattr(detector, "image_size") else "RGB face crop", "n_params": f"{n_params / 1e6:.2f} M",
-            "dtype": "float16", "threshold": threshold, "temperature": temperature,
+            "dtype": "float16", "threshold": threshold, "thresholds": thresholds, "temperature": temperature,
             "pretrained": args.arch.get("pretrained") or "none — trained from scratch (no ImageNet weights)",
             "version": version, "seed": args.seed, "crop_size": args.crop_size,
             "split_sizes": {k: len(v) for k, v in split.items()},

@@ -81,3 +81,28 @@ def fit_temperature(logits: np.ndarray, y_true: Sequence[int], *, fake_index: in
 
     res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(res.x))
+
+
+def best_youden_threshold(y_true: Sequence[int], fake_prob: Sequence[float]) -> float:
+    """The threshold maximising Youden's J = TPR - FPR (i.e. balanced accuracy).
+
+    Unlike max-F1 it does not drift to "everything is fake" when the model is weak and classes are balanced.
+    """
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thresholds = roc_curve(np.asarray(y_true, dtype=int), np.asarray(fake_prob, dtype=float))
+    best = int(np.argmax(tpr - fpr))
+    return float(min(thresholds[best], 1.0))
+
+
+def fake_sources_vs_reals(
+    y_true: Sequence[int], fake_prob: Sequence[float], groups: Sequence[str], *, threshold: float = 0.5
+) -> dict[str, dict[str, Any]]:
+    """For every source that holds only fakes: metrics of its fakes against all reals of the set (gives an AUC)."""
+    y, p, g = np.asarray(y_true), np.asarray(fake_prob), np.asarray(groups)
+    out = {}
+    for k in sorted(set(g.tolist())):
+        if set(y[g == k].tolist()) == {1}:
+            rows = (g == k) | (y == 0)
+            out[f"{k} vs all real"] = binary_metrics(y[rows], p[rows], threshold=threshold)
+    return out
