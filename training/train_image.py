@@ -188,6 +188,9 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
         _finish(args, detector, crops, labels, samples, split, root, hf_api=hf_api)
         return args.output
     family = get_family(args.family)
+    own_script = getattr(family, "train_script", None)
+    if own_script:  # e.g. a one-class VAE: cross-entropy on its calibration logits would be meaningless
+        raise SystemExit(f"the {args.family!r} family trains with training/{own_script}, not train_image.py")
     detector = family.create(args.arch)
     model = _LogitsModule(detector)
     train_dl = torch.utils.data.DataLoader(CropDataset(crops, labels, split["train"], detector, train=True,

@@ -114,7 +114,12 @@ def family_for(config: dict[str, Any]) -> type:
 
 def _import_builtin_families() -> None:
     # Importing the modules runs their @register decorators.
-    from udfd.detectors import cnn, mobilenet, vit  # noqa: F401
+    from udfd.detectors import (  # noqa: F401
+        cnn,
+        mobilenet,
+        ocvae,
+        vit,
+    )
 
 
 def fake_index_from_labels(id2label: dict[Any, str], *, declared: str | None = None) -> int:
