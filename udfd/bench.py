@@ -61,7 +61,10 @@ NOTES = [
     "default dtype='auto' would follow config.json, which is float16 for checkpoints we save in fp16).",
     "Batch 8 rows: per-image latency = time of a batch of 8 images / 8; each image is seen "
     f"{BATCH_ROUNDS} times, in a new seeded order each round.",
-    "speedup_vs_pipeline = pipeline p50 / our p50 per image (> 1: our path is faster).",
+    "speedup_vs_pipeline = pipeline p50 / our p50 per image (> 1: our path is faster); paired_median_* is the "
+    "median over images (batches) of pipeline time / our time for the same input; min_* compares the fastest "
+    "samples (the best guess of the cost on an idle machine).",
+    "Paths are timed interleaved: each image (batch) goes through every path back to back, in a rotating order.",
     "The ViT-B/16-sized model is randomly initialised: its rows measure latency only, its scores mean nothing.",
 ]
 
@@ -91,6 +94,7 @@ def run_bench(*, settings: Settings, data: Path | None, n: int, include_vit_base
     finally:
         torch.set_num_threads(threads_before)
     environment["load_avg_after"] = _load_avg()
+    environment["cpu_busy_after"] = _cpu_busy()
     environment["training_running_after"] = _training_running()
     return {
         "benchmark": "per-image latency, CPU",
@@ -100,7 +104,7 @@ def run_bench(*, settings: Settings, data: Path | None, n: int, include_vit_base
         "images": _describe_images(files, root, settings),
         "environment": environment,
         "models": models,
-        "notes": NOTES,
+        "notes": NOTES + _contention_notes(environment),
         "table": format_table(models),
     }
 
@@ -147,17 +151,28 @@ def _bench_model(
     det = load_detector(ref, settings=settings)
     pipe = hf_pipeline("image-classification", model=str(folder), device=-1, dtype=torch.float32)
     fake_label = det.module().config.id2label[det.fake_index]
-    results: dict[str, Any] = {}
-    results["ours_b1"] = _time_ours_b1(name, det, files, settings)
-    results["ours_b8"] = _time_batches(f"{name} ours b{BATCH}", files, lambda fs: _ours_batch(det, fs, settings))
-    whole, our_probs = _time_whole_image(name, det, files, settings)
-    results["ours_whole_image_b1"] = whole
-    pipe_b1, pipe_probs = _time_pipeline_b1(name, pipe, files, fake_label)
-    results["pipeline_b1"] = pipe_b1
-    results["pipeline_b8"] = _time_batches(
-        f"{name} pipeline b{BATCH}", files, lambda fs: pipe([str(f) for f in fs], batch_size=BATCH, top_k=None)
+
+    ms1, out1 = _time_interleaved(
+        f"{name} batch 1",
+        [[f] for f in files],
+        {
+            "ours_b1": lambda fs: analyze_image(fs[0], settings=settings, detectors=[det]),
+            "ours_whole_image_b1": lambda fs: _ours_whole_image(det, fs[0], settings),
+            "pipeline_b1": lambda fs: pipe(str(fs[0]), top_k=None),
+        },
     )
-    delta = np.abs(np.asarray(our_probs) - np.asarray(pipe_probs))
+    ms8, _ = _time_interleaved(
+        f"{name} batch {BATCH}",
+        _batches(files),
+        {
+            "ours_b8": lambda fs: _ours_batch(det, fs, settings),
+            "pipeline_b8": lambda fs: pipe([str(f) for f in fs], batch_size=BATCH, top_k=None),
+        },
+    )
+    results = {key: stats(ms) for key, ms in ms1.items()}
+    results["ours_b1"].update(_breakdown(out1["ours_b1"], det.name))
+    sizes = [len(b) for b in _batches(files)]
+    results.update({key: _batch_stats(ms, sizes) for key, ms in ms8.items()})
     model: dict[str, Any] = {
         "name": name,
         "weights": weights,
@@ -168,14 +183,12 @@ def _bench_model(
             "batch_1": _ratio(results["pipeline_b1"]["p50_ms"], results["ours_b1"]["p50_ms"]),
             f"batch_{BATCH}": _ratio(results["pipeline_b8"]["p50_ms"], results["ours_b8"]["p50_ms"]),
             "whole_image_batch_1": _ratio(results["pipeline_b1"]["p50_ms"], results["ours_whole_image_b1"]["p50_ms"]),
+            "paired_median_batch_1": _paired(ms1["pipeline_b1"], ms1["ours_b1"]),
+            f"paired_median_batch_{BATCH}": _paired(ms8["pipeline_b8"], ms8["ours_b8"]),
+            "min_batch_1": _ratio(results["pipeline_b1"]["min_ms"], results["ours_b1"]["min_ms"]),
+            f"min_batch_{BATCH}": _ratio(results["pipeline_b8"]["min_ms"], results["ours_b8"]["min_ms"]),
         },
-        "agreement": {
-            "max_abs_delta_fake_prob": float(delta.max()),
-            "mean_abs_delta_fake_prob": float(delta.mean()),
-            "n": len(delta),
-            "what": "our preprocess + logits on the whole image (softmax, temperature 1) vs the pipeline's score "
-            f"for label {fake_label!r}; checks that our resize/normalise matches the image processor",
-        },
+        "agreement": _agreement(det, out1["ours_whole_image_b1"], out1["pipeline_b1"], fake_label),
     }
     if results["ours_b1"]["p50_ms"] > results["pipeline_b1"]["p50_ms"] or (
         results["ours_b8"]["p50_ms"] > results["pipeline_b8"]["p50_ms"]
@@ -184,27 +197,44 @@ def _bench_model(
     return model
 
 
-def _time_ours_b1(name: str, det: Detector, files: list[Path], settings: Settings) -> dict[str, Any]:
-    def run(f: Path) -> Any:
-        return analyze_image(f, settings=settings, detectors=[det])
+def _time_interleaved(
+    desc: str, items: list[list[Path]], runs: dict[str, Callable[[list[Path]], Any]]
+) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
+    """Time every path on every item, back to back in a rotating order, so drifting load hits all paths alike.
 
-    for f in _warmup_files(files):
-        run(f)
-    ms, parts, faces = [], [], []
-    for f in tqdm(files, desc=f"{name} ours b1", leave=False):
-        t0 = time.perf_counter()
-        verdict = run(f)
-        ms.append((time.perf_counter() - t0) * 1000)
-        t = verdict.timings_ms
-        parts.append((t["decode"], t["faces"], t[det.name], t["total"]))
-        faces.append(len(verdict.faces))
-    mean = np.mean(parts, axis=0)
-    out = stats(ms)
-    out["breakdown_mean_ms"] = {
-        k: round(float(v), 2) for k, v in zip(("decode", "faces", "model", "total"), mean, strict=True)
-    }
-    out["faces_per_image_mean"] = round(float(np.mean(faces)), 2)
+    Returns milliseconds and outputs per path, one per item, after WARMUP untimed calls of each path.
+    """
+    for item in [items[i % len(items)] for i in range(WARMUP)]:
+        for run in runs.values():
+            run(item)
+    keys = list(runs)
+    ms: dict[str, list[float]] = {k: [] for k in keys}
+    outs: dict[str, list[Any]] = {k: [] for k in keys}
+    for i, item in enumerate(tqdm(items, desc=desc, leave=False)):
+        for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
+            t0 = time.perf_counter()
+            out = runs[key](item)
+            ms[key].append((time.perf_counter() - t0) * 1000)
+            outs[key].append(out)
+    return ms, outs
+
+
+def _batches(files: list[Path]) -> list[list[Path]]:
+    """Batches of up to BATCH files; BATCH_ROUNDS passes over the files, each in a new seeded order."""
+    rng = np.random.default_rng(SEED)
+    out = []
+    for _ in range(BATCH_ROUNDS):
+        order = [files[i] for i in rng.permutation(len(files))]
+        out.extend(order[i : i + BATCH] for i in range(0, len(order), BATCH))
     return out
+
+
+def _ours_whole_image(det: Detector, file: Path, settings: Settings) -> torch.Tensor:
+    """Our decode + preprocess + predict on the whole image (the pipeline's job); returns the model input."""
+    image = read_image(file, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
+    batch = det.preprocess([image.pixels])
+    det.predict(batch)
+    return batch
 
 
 def _ours_batch(det: Detector, files: Sequence[Path], settings: Settings) -> list[Any]:
@@ -216,59 +246,33 @@ def _ours_batch(det: Detector, files: Sequence[Path], settings: Settings) -> lis
     return det.predict(det.preprocess(crops))
 
 
-def _time_whole_image(
-    name: str, det: Detector, files: list[Path], settings: Settings
-) -> tuple[dict[str, Any], list[float]]:
-    """Our decode + preprocess + predict on the whole image (the pipeline's job); raw fake probs for the check."""
-
-    def run(f: Path) -> torch.Tensor:
-        image = read_image(f, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
-        batch = det.preprocess([image.pixels])
-        det.predict(batch)
-        return batch
-
-    for f in _warmup_files(files):
-        run(f)
-    ms, probs = [], []
-    for f in tqdm(files, desc=f"{name} ours whole image", leave=False):
-        t0 = time.perf_counter()
-        batch = run(f)
-        ms.append((time.perf_counter() - t0) * 1000)
-        with torch.inference_mode():  # untimed: `predict` applies the calibration temperature, the pipeline does not
-            probs.append(float(torch.softmax(det.logits(batch).float(), dim=-1)[0, det.fake_index]))
-    return stats(ms), probs
+def _breakdown(verdicts: list[Any], model_key: str) -> dict[str, Any]:
+    parts = np.mean([[v.timings_ms[k] for k in ("decode", "faces", model_key, "total")] for v in verdicts], axis=0)
+    names = ("decode", "faces", "model", "total")
+    return {
+        "breakdown_mean_ms": {k: round(float(x), 2) for k, x in zip(names, parts, strict=True)},
+        "faces_per_image_mean": round(float(np.mean([len(v.faces) for v in verdicts])), 2),
+    }
 
 
-def _time_pipeline_b1(name: str, pipe: Any, files: list[Path], fake_label: str) -> tuple[dict[str, Any], list[float]]:
-    for f in _warmup_files(files):
-        pipe(str(f), top_k=None)
-    ms, probs = [], []
-    for f in tqdm(files, desc=f"{name} pipeline b1", leave=False):
-        t0 = time.perf_counter()
-        out = pipe(str(f), top_k=None)
-        ms.append((time.perf_counter() - t0) * 1000)
-        probs.append(next(float(o["score"]) for o in out if o["label"] == fake_label))
-    return stats(ms), probs
+def _agreement(det: Detector, batches: list[torch.Tensor], pipe_out: list[Any], fake_label: str) -> dict[str, Any]:
+    with torch.inference_mode():  # `predict` applies the calibration temperature; the pipeline does not
+        ours = [float(torch.softmax(det.logits(b).float(), dim=-1)[0, det.fake_index]) for b in batches]
+    theirs = [next(float(o["score"]) for o in out if o["label"] == fake_label) for out in pipe_out]
+    delta = np.abs(np.asarray(ours) - np.asarray(theirs))
+    return {
+        "max_abs_delta_fake_prob": round(float(delta.max()), 6),
+        "mean_abs_delta_fake_prob": round(float(delta.mean()), 6),
+        "n": len(delta),
+        "what": "our preprocess + logits on the whole image (softmax, temperature 1) vs the pipeline's score for "
+        f"label {fake_label!r}; checks that our resize/normalise matches the image processor",
+    }
 
 
-def _time_batches(desc: str, files: list[Path], run: Callable[[list[Path]], Any]) -> dict[str, Any]:
-    """Per-image latency of `run` over batches of up to BATCH files: batch time / batch size."""
-    run(files[:BATCH])  # warm-up
-    rng = np.random.default_rng(SEED)
-    batches = []
-    for _ in range(BATCH_ROUNDS):
-        order = [files[i] for i in rng.permutation(len(files))]
-        batches.extend(order[i : i + BATCH] for i in range(0, len(order), BATCH))
-    per_image, total_ms, total_images = [], 0.0, 0
-    for batch in tqdm(batches, desc=desc, leave=False):
-        t0 = time.perf_counter()
-        run(batch)
-        ms = (time.perf_counter() - t0) * 1000
-        per_image.append(ms / len(batch))
-        total_ms, total_images = total_ms + ms, total_images + len(batch)
-    out = stats(per_image)
-    out["mean_ms"] = round(total_ms / total_images, 2)  # time-weighted, so a short last batch does not skew it
-    out["batches"] = len(batches)
+def _batch_stats(ms: list[float], sizes: list[int]) -> dict[str, Any]:
+    out = stats([t / n for t, n in zip(ms, sizes, strict=True)])
+    out["mean_ms"] = round(sum(ms) / sum(sizes), 2)  # time-weighted, so a short last batch does not skew it
+    out["batches"] = len(sizes)
     return out
 
 
@@ -306,6 +310,7 @@ def stats(ms: Sequence[float]) -> dict[str, Any]:
         "p50_ms": round(float(np.percentile(a, 50)), 2),
         "p95_ms": round(float(np.percentile(a, 95)), 2),
         "mean_ms": round(float(a.mean()), 2),
+        "min_ms": round(float(a.min()), 2),  # closest to the uncontended cost when other work shares the cores
         "samples": len(a),
     }
 
@@ -321,12 +326,13 @@ def format_table(models: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _warmup_files(files: list[Path]) -> list[Path]:
-    return [files[i % len(files)] for i in range(WARMUP)]
-
-
 def _ratio(pipeline_ms: float, ours_ms: float) -> float:
     return round(pipeline_ms / ours_ms, 3) if ours_ms > 0 else float("nan")
+
+
+def _paired(pipeline_ms: list[float], ours_ms: list[float]) -> float:
+    """Median of per-item ratios: robust when the machine's load drifts during the run."""
+    return round(float(np.median(np.asarray(pipeline_ms) / np.maximum(ours_ms, 1e-9))), 3)
 
 
 def _arch(det: Detector) -> dict[str, Any]:
@@ -361,9 +367,42 @@ def _environment() -> dict[str, Any]:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "omp_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ},
         "load_avg_before": _load_avg(),
+        "cpu_busy_before": _cpu_busy(),
         "training_running_before": _training_running(),
     }
+
+
+def _contention_notes(env: dict[str, Any]) -> list[str]:
+    training = env["training_running_before"] or env["training_running_after"]
+    busy = max(b or 0.0 for b in (env["cpu_busy_before"], env["cpu_busy_after"]))
+    if not training and busy < 0.25:
+        return []
+    return [
+        f"CONTENDED: other work shared the {env['cpu_count']} cores during this run (training running: {training}; "
+        f"CPU busy before/after: {env['cpu_busy_before']}/{env['cpu_busy_after']}); absolute numbers are inflated "
+        "and noisy, min_ms and the paired ratios are the more trustworthy. Re-run on an idle machine."
+    ]
+
+
+def _cpu_busy(seconds: float = 1.0) -> float | None:
+    """Share of all cores busy over `seconds` while this process sleeps, from /proc/stat; None: unknown."""
+
+    def sample() -> tuple[int, int] | None:
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    first = sample()
+    time.sleep(seconds)
+    second = sample()
+    if first is None or second is None or second[0] == first[0]:
+        return None
+    return round(1.0 - (second[1] - first[1]) / (second[0] - first[0]), 3)
 
 
 def _load_avg() -> list[float] | None:
