@@ -28,7 +28,7 @@ def bench_data(tmp_path: Path) -> Path:
 
 
 def test_run_bench_structure(tiny_settings, bench_data: Path) -> None:
-    result = run_bench(settings=tiny_settings, data=bench_data, n=4, include_vit_base=False)
+    result = run_bench(settings=tiny_settings, data=bench_data, n=4, include_vit_base=False, include_families=False)
 
     json.dumps(result)  # the CLI writes it as JSON
     assert result["n_images"] == 4
@@ -70,3 +70,21 @@ def test_sample_images_mixes_sources_and_is_seeded(bench_data: Path) -> None:
     assert picked == sample_images(bench_data, n=2, seed=0)
     with pytest.raises(UdfdError):
         sample_images(bench_data / "missing", n=2, seed=0)
+
+
+def test_family_rows_cover_every_configured_detector(tiny_vit_dir: Path, bench_data: Path, tmp_path: Path) -> None:
+    from udfd.bench import stats
+    from udfd.bench_families import bench_families, format_family_table
+    from udfd.config import Settings
+    from udfd.media import iter_image_files
+
+    settings = Settings(models={"vit": f"local-dir:{tiny_vit_dir}", "gone": f"local-dir:{tmp_path / 'nope'}"})
+    rows = bench_families(settings=settings, files=iter_image_files([bench_data])[:4], stats=stats)
+    by_name = {r["name"]: r for r in rows}
+    assert set(by_name) == {"vit", "gone"}
+    assert "does not exist" in by_name["gone"]["unavailable"]
+    vit = by_name["vit"]
+    assert 0 < vit["batch1"]["p50_ms"] <= vit["batch1"]["p95_ms"] and vit["batch8"]["samples"] == 1
+    assert vit["train_images_per_s"] > 0
+    table = format_family_table(rows)
+    assert "| vit |" in table and "unavailable" in table

@@ -64,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int)
     p.add_argument("--crop-size", type=int)
     p.add_argument("--arch", type=json.loads, help='JSON architecture overrides, e.g. \'{"num_hidden_layers": 4}\'')
+    p.add_argument("--pretrained", help="ImageNet weights for families that take them (hf-hub:... or local-dir:file)")
     p.add_argument("--max-minutes", type=float, help="stop training after this many minutes (0 = no limit)")
     p.add_argument("--max-samples", type=int, help="use at most this many images (seeded subsample; 0 = all)")
     p.add_argument("--version", help="version string stored in config.json")
@@ -80,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from_cli = {k: v for k, v in vars(args).items() if v is not None and k in DEFAULTS}
     family = from_cli.get("family") or from_yaml.get("family") or DEFAULTS["family"]
     merged = {**DEFAULTS, **get_family(family).train_defaults, **from_yaml, **from_cli}
+    if args.pretrained:
+        merged["arch"] = {**merged["arch"], "pretrained": args.pretrained}
     for k, v in merged.items():
         setattr(args, k, v)
     if args.push_to_hub and not args.hub_model_id:

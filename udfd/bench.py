@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from udfd.bench_families import bench_families, format_family_table
 from udfd.config import PROJECT_ROOT, Settings
 from udfd.detectors.base import Detector
 from udfd.detectors.vit import ViTDetector
@@ -73,7 +74,9 @@ def default_data_dir() -> Path:
     return Path(PROJECT_ROOT).parent / "shared" / "data" / "faces"
 
 
-def run_bench(*, settings: Settings, data: Path | None, n: int, include_vit_base: bool) -> dict[str, Any]:
+def run_bench(
+    *, settings: Settings, data: Path | None, n: int, include_vit_base: bool, include_families: bool = True
+) -> dict[str, Any]:
     """Measure per-image latency of our path and of a plain pipeline for the configured `vit` (and ViT-B/16)."""
     root = Path(data) if data is not None else default_data_dir()
     files = sample_images(root, n=n, seed=SEED)
@@ -91,6 +94,7 @@ def run_bench(*, settings: Settings, data: Path | None, n: int, include_vit_base
             models = [
                 _bench_model(name, ref, folder, weights, files, settings) for name, ref, folder, weights in targets
             ]
+        families = bench_families(settings=settings, files=files, stats=stats) if include_families else []
     finally:
         torch.set_num_threads(threads_before)
     environment["load_avg_after"] = _load_avg()
@@ -105,7 +109,9 @@ def run_bench(*, settings: Settings, data: Path | None, n: int, include_vit_base
         "environment": environment,
         "models": models,
         "notes": NOTES + _contention_notes(environment),
-        "table": format_table(models),
+        "families": families,
+        "table": format_table(models) + ("\n\nEvery configured detector, model only (face crops):\n\n"
+                                         + format_family_table(families) if families else ""),
     }
 
 

@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--n", type=int, default=24, help="images per measurement")
     be.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_image.json"))
     be.add_argument("--no-vit-base", action="store_true", help="skip the ViT-B/16-sized model")
+    be.add_argument("--no-families", action="store_true", help="skip the per-detector rows")
     be.set_defaults(func=cmd_bench, detector=None)
     return p
 
@@ -102,7 +103,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from udfd.bench import run_bench
 
-    result = run_bench(settings=settings, data=args.data, n=args.n, include_vit_base=not args.no_vit_base)
+    result = run_bench(settings=settings, data=args.data, n=args.n, include_vit_base=not args.no_vit_base,
+                       include_families=not args.no_families)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(result.get("table", json.dumps(result, indent=1)))
