@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from any folder
 
 from training.augment import AugmentConfig, augment  # noqa: E402
 from training.data import Sample, cached_crops, list_samples, save_split, split_samples, synthetic_dataset  # noqa: E402
+from training.options import common_parser, resolve, training_record  # noqa: E402
 from udfd.cards import render_card, write_card  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.detectors.base import get_family  # noqa: E402
@@ -48,47 +48,19 @@ DEFAULTS: dict[str, Any] = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=Path, help="YAML file of overrides (keys as the long options, snake_case)")
+    p = common_parser(__doc__)
     p.add_argument("--family")
-    p.add_argument("--data", type=Path, help="imagefolder tree DIR/{real,fake}/<source>/...")
-    p.add_argument("--hub-dataset", help="Hub dataset id with image + label columns (needs network)")
-    p.add_argument("--synthetic", action="store_true", help="train on 16 generated images (smoke test)")
-    p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--patience", type=int, help="early stopping: epochs without val-loss improvement")
     p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up steps")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--crop-size", type=int)
-    p.add_argument("--arch", type=json.loads, help='JSON architecture overrides, e.g. \'{"num_hidden_layers": 4}\'')
     p.add_argument("--pretrained", help="ImageNet weights for families that take them (hf-hub:... or local-dir:file)")
-    p.add_argument("--max-minutes", type=float, help="stop training after this many minutes (0 = no limit)")
-    p.add_argument("--max-samples", type=int, help="use at most this many images (seeded subsample; 0 = all)")
-    p.add_argument("--version", help="version string stored in config.json")
-    p.add_argument("--report-to", help="tensorboard | wandb | none")
-    p.add_argument("--logging-dir")
-    p.add_argument("--cache-dir")
     p.add_argument("--eval-only", action="store_true",
                    help="no training: recalibrate and re-evaluate the checkpoint already in --output")
-    p.add_argument("--push-to-hub", action="store_true")
-    p.add_argument("--hub-model-id")
     args = p.parse_args(argv)
-    # Precedence: script defaults < the family's training defaults < YAML overrides < command line.
-    from_yaml = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {} if args.config else {}
-    from_cli = {k: v for k, v in vars(args).items() if v is not None and k in DEFAULTS}
-    family = from_cli.get("family") or from_yaml.get("family") or DEFAULTS["family"]
-    merged = {**DEFAULTS, **get_family(family).train_defaults, **from_yaml, **from_cli}
+    merged = resolve(p, args, defaults=DEFAULTS)
     if args.pretrained:
         merged["arch"] = {**merged["arch"], "pretrained": args.pretrained}
     for k, v in merged.items():
         setattr(args, k, v)
-    if args.push_to_hub and not args.hub_model_id:
-        p.error("--push-to-hub needs --hub-model-id org/name")
-    if sum(bool(x) for x in (args.data, args.hub_dataset, args.synthetic)) != 1:
-        p.error("give exactly one of --data, --hub-dataset, --synthetic")
     return args
 
 
@@ -134,6 +106,17 @@ def _load_data(args: argparse.Namespace, tmp: Path) -> tuple[Path, list[Sample]]
     return root, samples
 
 
+def prepare_data(args: argparse.Namespace) -> tuple[Path, list[Sample], dict[str, list[int]], np.ndarray, np.ndarray]:
+    """(data root, samples, leak-free split, cached face crops, labels) — shared by every training script."""
+    root, samples = _load_data(args, Path(tempfile.mkdtemp(prefix="udfd-train-")))
+    split = split_samples(samples, seed=args.seed, val=args.val_share, test=args.test_share)
+    if not split["val"] or not split["train"]:  # tiny data (smoke tests): fall back to using train for val
+        split["val"] = split["val"] or split["train"]
+        split["train"] = split["train"] or split["val"]
+    crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=Path(args.cache_dir))
+    return root, samples, split, crops, np.array([s.label for s in samples])
+
+
 def _materialise_hub_dataset(dataset_id: str, cache: Path) -> Path:
     import datasets
 
@@ -175,14 +158,7 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
     accelerator = Accelerator(log_with=report, project_dir=args.logging_dir)
     log = get_logger(__name__)
     set_seed(args.seed)
-    tmp = Path(tempfile.mkdtemp(prefix="udfd-train-"))
-    root, samples = _load_data(args, tmp)
-    split = split_samples(samples, seed=args.seed, val=args.val_share, test=args.test_share)
-    if not split["val"] or not split["train"]:  # tiny data (smoke tests): fall back to using train for val
-        split["val"] = split["val"] or split["train"]
-        split["train"] = split["train"] or split["val"]
-    crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=Path(args.cache_dir))
-    labels = np.array([s.label for s in samples])
+    root, samples, split, crops, labels = prepare_data(args)
 
     if args.eval_only:
         from udfd.loader import load_detector
@@ -265,10 +241,7 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
 
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
-    version = args.version or time.strftime("%Y%m%d-%H%M%S")
-    train_cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                 if k not in ("config", "push_to_hub")}
-    train_cfg["data"] = root.name if not args.synthetic else "synthetic"
+    version, train_cfg = training_record(args, root)
     detector.save_pretrained(out, metadata={"version": version, "training": train_cfg, "crop_size": args.crop_size,
                                             "thresholds": thresholds, "threshold_rule": "youden"})
     (out / "eval_results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")

@@ -20,22 +20,20 @@ import copy
 import json
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from any folder
 
 from training.augment import AugmentConfig  # noqa: E402
-from training.data import Sample, cached_crops, save_split, split_samples  # noqa: E402
-from training.train_image import CropDataset, _data_desc, _load_data  # noqa: E402
+from training.data import Sample, save_split  # noqa: E402
+from training.options import common_parser, resolve, training_record  # noqa: E402
+from training.train_image import CropDataset, _data_desc, prepare_data  # noqa: E402
 from udfd.cards import render_card, write_card  # noqa: E402
-from udfd.config import FaceSettings  # noqa: E402
 from udfd.detectors.base import get_family  # noqa: E402
 from udfd.detectors.ocvae import THRESHOLD_RULES, fit_logistic, vae_loss  # noqa: E402
 from udfd.hub import push_folder  # noqa: E402
@@ -55,43 +53,14 @@ PLOTS = {"hist": "score_histogram.png", "pr": "precision_recall.png"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", type=Path, help="YAML file of overrides (keys as the long options, snake_case)")
-    p.add_argument("--data", type=Path, help="imagefolder tree DIR/{real,fake}/<source>/...")
-    p.add_argument("--hub-dataset", help="Hub dataset id with image + label columns (needs network)")
-    p.add_argument("--synthetic", action="store_true", help="train on 16 generated images (smoke test)")
-    p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p = common_parser(__doc__)
     p.add_argument("--kl-weight", type=float, help="weight of the KL term (1 = the thesis' loss)")
-    p.add_argument("--patience", type=int, help="early stopping: epochs without val-real loss improvement")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--crop-size", type=int)
-    p.add_argument("--arch", type=json.loads, help='JSON architecture overrides, e.g. \'{"latent_dim": 64}\'')
     p.add_argument("--score", choices=("pixel", "latent"), help="pixel RMSE (OC-FakeDect1) or latent RMSE (2)")
     p.add_argument("--percentile", type=float, help="percentile of train-real scores for the one-class threshold")
-    p.add_argument("--max-minutes", type=float, help="stop training after this many minutes (0 = no limit)")
-    p.add_argument("--max-samples", type=int, help="use at most this many images (seeded subsample; 0 = all)")
-    p.add_argument("--version", help="version string stored in config.json")
     p.add_argument("--mixed-precision", help="no | bf16 (CPU autocast, ~1.7x faster here) | fp16; default: accelerate's")
-    p.add_argument("--report-to", help="tensorboard | wandb | none")
-    p.add_argument("--logging-dir")
-    p.add_argument("--cache-dir")
-    p.add_argument("--push-to-hub", action="store_true")
-    p.add_argument("--hub-model-id")
     args = p.parse_args(argv)
-    # Precedence: script defaults < the family's training defaults < YAML overrides < command line.
-    from_yaml = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {} if args.config else {}
-    from_cli = {k: v for k, v in vars(args).items() if v is not None and k in DEFAULTS}
-    merged = {**DEFAULTS, **get_family(FAMILY).train_defaults, **from_yaml, **from_cli}
-    for k, v in merged.items():
+    for k, v in resolve(p, args, defaults=DEFAULTS, family=FAMILY).items():
         setattr(args, k, v)
-    args.family = FAMILY
-    if args.push_to_hub and not args.hub_model_id:
-        p.error("--push-to-hub needs --hub-model-id org/name")
-    if sum(bool(x) for x in (args.data, args.hub_dataset, args.synthetic)) != 1:
-        p.error("give exactly one of --data, --hub-dataset, --synthetic")
     return args
 
 
@@ -138,13 +107,7 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
                               mixed_precision=args.mixed_precision or None)
     log = get_logger(__name__)
     set_seed(args.seed)
-    root, samples = _load_data(args, Path(tempfile.mkdtemp(prefix="udfd-train-")))
-    split = split_samples(samples, seed=args.seed, val=args.val_share, test=args.test_share)
-    if not split["val"] or not split["train"]:  # tiny data (smoke tests): fall back to using train for val
-        split["val"] = split["val"] or split["train"]
-        split["train"] = split["train"] or split["val"]
-    crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=Path(args.cache_dir))
-    labels = np.array([s.label for s in samples])
+    root, samples, split, crops, labels = prepare_data(args)
     real = {k: [i for i in v if labels[i] == 0] for k, v in split.items()}
     real["val"] = real["val"] or real["train"]
     if not real["train"]:
@@ -234,10 +197,7 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
 
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
-    version = args.version or time.strftime("%Y%m%d-%H%M%S")
-    train_cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                 if k not in ("config", "push_to_hub")}
-    train_cfg["data"] = root.name if not args.synthetic else "synthetic"
+    version, train_cfg = training_record(args, root)
     train_cfg["train_minutes"] = round(train_minutes, 2)
     detector.save_pretrained(out, metadata={"version": version, "training": train_cfg, "crop_size": args.crop_size})
     rows = {f"{r['split']}@{r['rule']}": r["metrics"] for r in table}
