@@ -25,6 +25,7 @@ from PIL import ImageDraw, ImageFont  # noqa: E402
 from udfd.config import Settings  # noqa: E402
 from udfd.detectors.base import Detector  # noqa: E402
 from udfd.errors import MediaError, UdfdError  # noqa: E402
+from udfd.explain import colorize, fft_error_spectrum  # noqa: E402
 from udfd.faces import detect_faces  # noqa: E402
 from udfd.loader import warm_up  # noqa: E402
 from udfd.media import decode_image, read_image  # noqa: E402
@@ -77,8 +78,9 @@ def analyze(
     detectors: Sequence[Detector] | None = None,
     *,
     data: bytes | None = None,
-) -> tuple[np.ndarray, dict[str, float], dict[str, Any], dict[str, Any], str]:
-    """Analyse one image file (or raw `data`) -> (annotated image, overall label, per-face table, Verdict JSON, notes).
+) -> tuple[np.ndarray, dict[str, float], dict[str, Any], dict[str, Any], str, list[tuple[Any, str]]]:
+    """Analyse one image file (or raw `data`) -> (annotated image, overall label, per-face table, Verdict JSON,
+    notes, reconstruction views — only for detectors that reconstruct their input).
 
     Every failure surfaces as a `gr.Error` with a message for the user, never a traceback.
     """
@@ -102,7 +104,26 @@ def analyze(
         face_table(verdict),
         verdict.to_dict(),
         notes_markdown(verdict),
+        reconstruction_views(detectors[0] if detectors else None, image.pixels, verdict),
     )
+
+
+def reconstruction_views(detector: Detector | None, pixels: np.ndarray, verdict: Verdict) -> list[tuple[Any, str]]:
+    """For detectors that reconstruct their input (anomaly detectors): the most-fake face, its reconstruction,
+    the per-pixel error map and the centred FFT amplitude of the error. Empty for every other detector."""
+    if detector is None or not hasattr(detector, "reconstruct") or not hasattr(detector, "error_map"):
+        return []
+    import cv2
+
+    face = max(verdict.faces, key=lambda f: f.fake_prob)
+    x0, y0, x1, y1 = face.box
+    batch = detector.preprocess([np.ascontiguousarray(pixels[y0:y1, x0:x1])])
+    error = detector.error_map(batch, relative=True)[0]
+
+    side = detector.reconstruct(batch)[0].shape[0]
+    crop = cv2.resize(np.ascontiguousarray(pixels[y0:y1, x0:x1]), (side, side), interpolation=cv2.INTER_AREA)
+    return [(crop, "face (model input)"), (detector.reconstruct(batch)[0], "reconstruction"),
+            (colorize(error), "reconstruction error (relative)"), (colorize(fft_error_spectrum(error)), "FFT of the error")]
 
 
 def draw_verdict(pixels: np.ndarray, verdict: Verdict) -> np.ndarray:
@@ -192,12 +213,14 @@ def build_app(
             table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False)
             notes = gr.Markdown()
             verdict_json = gr.JSON(label="Verdict JSON")
+            recon = gr.Gallery(label="Reconstruction view (anomaly detectors such as ocvae; empty for classifiers)",
+                               columns=4, height="auto")
             # preprocess=False: the upload reaches udfd.media untouched, so that bad files get udfd's clear
             # errors (Gradio's own preprocessing would open them with every Pillow plugin and fail opaquely).
             button.click(
                 on_analyze,
                 inputs=[image_in, choice],
-                outputs=[annotated, overall, table, verdict_json, notes],
+                outputs=[annotated, overall, table, verdict_json, notes, recon],
                 api_name="analyze_image",
                 preprocess=False,
             )

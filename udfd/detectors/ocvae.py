@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from udfd.detectors.base import ExplainTarget, register, resize_batch, scores_from_logits
+from udfd.explain import fft_error_spectrum  # noqa: F401  (re-exported)
 from udfd.hub import CONFIG_NAME, UDFD_KEY, WEIGHTS_NAME
 from udfd.types import Score
 
@@ -176,18 +177,6 @@ def score_to_fake_prob(scores: np.ndarray | float, *, slope: float, intercept: f
     """The logistic calibration, in float64 (what `predict` computes at temperature 1)."""
     z = slope * np.asarray(scores, dtype=float) + intercept
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # = sigmoid(z), without overflow warnings
-
-
-def fft_error_spectrum(err_map: np.ndarray) -> np.ndarray:
-    """Centred log-amplitude spectrum log(1 + |FFT|) of (..., H, W) error maps, each scaled to [0, 1]. Pure."""
-    err = np.asarray(err_map, dtype=np.float64)
-    if err.ndim < 2:
-        raise ValueError(f"expected (..., H, W) error maps, got shape {err.shape}")
-    amp = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(err, axes=(-2, -1)), axes=(-2, -1))))
-    lo = amp.min(axis=(-2, -1), keepdims=True)
-    span = amp.max(axis=(-2, -1), keepdims=True) - lo
-    out = np.divide(amp - lo, span, out=np.zeros_like(amp), where=span > 0)
-    return out.astype(np.float32)
 
 
 # -- the family --------------------------------------------------------------------------------------
