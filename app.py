@@ -120,9 +120,10 @@ def reconstruction_views(detector: Detector | None, pixels: np.ndarray, verdict:
     batch = detector.preprocess([np.ascontiguousarray(pixels[y0:y1, x0:x1])])
     error = detector.error_map(batch, relative=True)[0]
 
-    side = detector.reconstruct(batch)[0].shape[0]
+    reconstruction = detector.reconstruct(batch)[0]
+    side = reconstruction.shape[0]
     crop = cv2.resize(np.ascontiguousarray(pixels[y0:y1, x0:x1]), (side, side), interpolation=cv2.INTER_AREA)
-    return [(crop, "face (model input)"), (detector.reconstruct(batch)[0], "reconstruction"),
+    return [(crop, "face (model input)"), (reconstruction, "reconstruction"),
             (colorize(error), "reconstruction error (relative)"), (colorize(fft_error_spectrum(error)), "FFT of the error")]
 
 
