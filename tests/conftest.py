@@ -51,3 +51,44 @@ def face_image_path(shared_faces: Path) -> Path:
 
 def noise_image(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """Write RGB frames as an mp4 (OpenCV's mp4v codec)."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened(), "OpenCV cannot write mp4 here"
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def face_clip(face: np.ndarray, n: int = 8, *, size: tuple[int, int] = (320, 240), faces: int = 1,
+              seed: int = 0) -> list[np.ndarray]:
+    """n frames of `face` (RGB) pasted on a grey background, drifting a few pixels per frame (so there is
+    motion); with faces=2 a second copy sits on the right half."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    side = min(h - 20, (w // faces) - 20)
+    small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    frames = []
+    for t in range(n):
+        canvas = np.full((h, w, 3), 120, np.uint8)
+        for k in range(faces):
+            x = 5 + k * (w // faces) + int(3 * np.sin(t)) + int(rng.integers(0, 3))
+            y = 5 + int(3 * np.cos(t))
+            canvas[y:y + side, x:x + side] = small
+        frames.append(canvas)
+    return frames
+
+
+@pytest.fixture(scope="session")
+def face_rgb(shared_faces: Path) -> np.ndarray:
+    from udfd.media import read_image
+
+    return read_image(sorted((shared_faces / "real" / "lfw").glob("*.jpg"))[0]).pixels

@@ -59,5 +59,5 @@ def training_record(args: argparse.Namespace, root: Path) -> tuple[str, dict[str
     version = args.version or time.strftime("%Y%m%d-%H%M%S")
     cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
            if k not in ("config", "push_to_hub")}
-    cfg["data"] = "synthetic" if args.synthetic else root.name  # a folder name, never an absolute path
+    cfg["data"] = "synthetic" if getattr(args, "synthetic", False) else root.name  # a folder name, never an absolute path
     return version, cfg

@@ -19,10 +19,10 @@ def analyze_image(source: Any, **kwargs: Any) -> Any:
 
 
 def analyze_video(source: Any, **kwargs: Any) -> Any:
-    """Video analysis is not built yet (issue "Video: lip-region CNN-LSTM"): raises a clear error."""
-    from udfd.errors import UdfdError
+    """Analyse one video file -> `Verdict` with a `video` summary. See `udfd.pipeline.run_video`."""
+    from udfd.pipeline import analyze_video as _analyze
 
-    raise UdfdError("video analysis is not available in this version of UDFD yet; analyse frames as images")
+    return _analyze(source, **kwargs)
 
 
 def load_detector(name_or_ref: str, **kwargs: Any) -> Any:

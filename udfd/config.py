@@ -15,6 +15,7 @@ DEFAULT_MODELS: dict[str, str] = {
     "cnn": f"local-dir:{EMBEDDED_MODELS / 'udfd-cnn'}",
     "mobilenet_v2": f"local-dir:{EMBEDDED_MODELS / 'udfd-mobilenet-v2'}",
     "ocvae": f"local-dir:{EMBEDDED_MODELS / 'udfd-ocvae'}",
+    "lip_lstm": f"local-dir:{EMBEDDED_MODELS / 'udfd-lip-lstm'}",
 }
 
 
@@ -28,10 +29,25 @@ class FaceSettings:
 
 
 @dataclass(frozen=True)
+class VideoSettings:
+    frames: int = 60  # K: frames analysed per video (the report's sequence length)
+    selection: str = "optical_flow"  # "optical_flow" (top-K motion above flow_threshold) | "uniform"
+    flow_threshold: float = 1.0  # θ on the mean Farneback magnitude, in pixels of the flow_size grid
+    flow_size: int = 128  # the face region is resized to flow_size² grey before measuring flow
+    max_side: int = 1280  # decoded frames are downscaled to this longer side
+    max_seconds: float = 60.0  # only the first max_seconds / max_frames are analysed (the result says so)
+    max_frames: int = 1800
+    max_file_bytes: int = 500 * 1024 * 1024
+    lip_size: int = 64
+
+
+@dataclass(frozen=True)
 class Settings:
     detectors: tuple[str, ...] = ("vit",)
+    video_detectors: tuple[str, ...] = ("lip_lstm", "vit")  # the first decides a video's verdict
     models: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     faces: FaceSettings = field(default_factory=FaceSettings)
+    video: VideoSettings = field(default_factory=VideoSettings)
     max_pixels: int = 50_000_000
     max_file_bytes: int = 50 * 1024 * 1024
     uncertain_band: float = 0.1  # |fake_prob - threshold| below this -> "uncertain"
@@ -45,7 +61,17 @@ class Settings:
         for key, value in env.items():
             if key.startswith("UDFD_MODEL_") and value:
                 models[key.removeprefix("UDFD_MODEL_").lower()] = value
-        dets = tuple(d.strip() for d in env.get("UDFD_DETECTORS", ",".join(base.detectors)).split(",") if d.strip())
+        dets = _names(env.get("UDFD_DETECTORS", ",".join(base.detectors)))
+        video_dets = _names(env.get("UDFD_VIDEO_DETECTORS", ",".join(base.video_detectors)))
+        video = replace(
+            base.video,
+            frames=int(env.get("UDFD_VIDEO_FRAMES", base.video.frames)),
+            selection=env.get("UDFD_VIDEO_SELECTION", base.video.selection),
+            flow_threshold=float(env.get("UDFD_VIDEO_FLOW_THRESHOLD", base.video.flow_threshold)),
+            max_seconds=float(env.get("UDFD_VIDEO_MAX_SECONDS", base.video.max_seconds)),
+            max_frames=int(env.get("UDFD_VIDEO_MAX_FRAMES", base.video.max_frames)),
+            max_file_bytes=int(env.get("UDFD_MAX_VIDEO_BYTES", base.video.max_file_bytes)),
+        )
         faces = replace(
             base.faces,
             backend=env.get("UDFD_FACE_BACKEND", base.faces.backend),
@@ -55,6 +81,8 @@ class Settings:
         return replace(
             base,
             detectors=dets,
+            video_detectors=video_dets,
+            video=video,
             models=models,
             faces=faces,
             max_pixels=int(env.get("UDFD_MAX_PIXELS", base.max_pixels)),
@@ -62,3 +90,7 @@ class Settings:
             uncertain_band=float(env.get("UDFD_UNCERTAIN_BAND", base.uncertain_band)),
             device=env.get("UDFD_DEVICE", base.device),
         )
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(d.strip() for d in value.split(",") if d.strip())

@@ -66,4 +66,6 @@ def warm_up(detector: Detector) -> None:
     import numpy as np
 
     with torch.inference_mode():
-        detector.predict(detector.preprocess([np.zeros((32, 32, 3), np.uint8)]))
+        # A video detector takes a sequence of crops; an image detector one crop.
+        shape = (2, 32, 32, 3) if detector.modality == "video" else (32, 32, 3)
+        detector.predict(detector.preprocess([np.zeros(shape, np.uint8)]))

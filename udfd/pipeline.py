@@ -6,14 +6,19 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import UdfdError
-from udfd.faces import detect_faces, get_face_detector
+from udfd.faces import FaceDetector, detect_faces, get_face_detector
+from udfd.lips import get_lip_cropper
 from udfd.loader import load_detector
 from udfd.media import decode_image, read_image
-from udfd.types import FaceCrop, FaceVerdict, Image, Overall, Score, Verdict
+from udfd.types import Box, FaceCrop, FaceVerdict, Image, Overall, Score, Verdict, VideoSummary
+from udfd.video import Progress, SampledVideo, sample_video, track_faces
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +106,209 @@ def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float) -> FaceVe
 def _overall(faces: Sequence[FaceVerdict], threshold: float) -> Overall:
     worst = max(faces, key=lambda f: f.fake_prob)
     return Overall(label=worst.label, fake_prob=worst.fake_prob, uncertain=worst.uncertain, threshold=threshold)
+
+
+# -- video ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VideoAnalysis:
+    """A video verdict plus what the app shows: the used frames, faces per frame, tracks, lip sequences."""
+
+    verdict: Verdict
+    sample: SampledVideo
+    faces: tuple[tuple[FaceCrop, ...], ...]  # per used frame
+    tracks: tuple[tuple[tuple[int, int], ...], ...]  # per face in the verdict: (frame position, face index)
+    lips: tuple[np.ndarray | None, ...]  # per face in the verdict: the (T, 64, 64, 3) lip crops, if computed
+
+
+def analyze_video(
+    source: str | os.PathLike,
+    *,
+    settings: Settings | None = None,
+    detectors: Sequence[Detector] | None = None,
+    progress: Progress | None = None,
+) -> Verdict:
+    """Analyse one video file; see `run_video` (this returns only the Verdict)."""
+    return run_video(source, settings=settings, detectors=detectors, progress=progress).verdict
+
+
+def run_video(
+    source: str | os.PathLike,
+    *,
+    settings: Settings | None = None,
+    detectors: Sequence[Detector] | None = None,
+    progress: Progress | None = None,
+) -> VideoAnalysis:
+    """Frames chosen by motion -> faces tracked across them -> every detector -> one verdict per track.
+
+    Image detectors score every tracked face in every used frame (batched); video detectors score each track's
+    lip sequence. The first detector decides (`settings.video_detectors`); the video's verdict is its most-fake
+    track among tracks seen in at least a quarter of the frames with faces.
+    """
+    settings = settings or Settings()
+    report = progress or (lambda fraction, what: None)
+    dets = list(detectors) if detectors is not None else load_detectors(settings, settings.video_detectors)
+    if not dets:
+        raise UdfdError("no detector configured: set UDFD_VIDEO_DETECTORS (e.g. lip_lstm,vit)")
+    face_detector = get_face_detector(settings.faces)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    sample = sample_video(source, settings.video, progress=lambda f, w: report(0.5 * f, w),
+                          roi_finder=lambda frame: faces_region(frame, settings, face_detector))
+    timings["decode_and_motion"] = (time.perf_counter() - t0) * 1000
+
+    t0 = time.perf_counter()
+    frame_faces, tracks, found = track_video_faces(
+        sample.frames, settings, progress=lambda f, w: report(0.5 + 0.3 * f, w), face_detector=face_detector)
+    timings["faces"] = (time.perf_counter() - t0) * 1000
+
+    lips: list[np.ndarray | None] = [None] * len(tracks)
+    lips_found = 0
+    if any(d.modality == "video" for d in dets):
+        t0 = time.perf_counter()
+        lips, lips_found = lip_sequences(frame_faces, tracks, found, settings.video.lip_size)
+        timings["lips"] = (time.perf_counter() - t0) * 1000
+    report(0.85, "scoring")
+
+    track_scores: dict[str, list[Score | None]] = {}
+    frame_scores: dict[str, tuple[float | None, ...]] = {}
+    for det in dets:
+        t0 = time.perf_counter()
+        if det.modality == "video":
+            track_scores[det.name] = _score_sequences(det, lips)
+        else:
+            track_scores[det.name], frame_scores[det.name] = _score_frames(det, frame_faces, tracks)
+        timings[det.name] = (time.perf_counter() - t0) * 1000
+    report(1.0, "done")
+
+    verdicts = []
+    for i, track in enumerate(tracks):
+        scores = [s[i] for s in track_scores.values() if s[i] is not None]
+        t, j = track[len(track) // 2]
+        verdicts.append(_face_verdict(frame_faces[t][j], scores, band=settings.uncertain_band))
+    with_faces = sum(1 for faces in frame_faces if faces[0].face_found)
+    eligible = [i for i, tr in enumerate(tracks) if found[i] and len(tr) >= max(2, 0.25 * with_faces)]
+    eligible = eligible or list(range(len(tracks)))
+    summary = _video_summary(sample, tracks, track_scores, frame_scores, eligible, lips_found)
+    timings["total"] = sum(timings.values())
+    verdict = Verdict(
+        file=sample.source, kind="video", faces=tuple(verdicts),
+        overall=_overall([verdicts[i] for i in eligible], dets[0].threshold),
+        model_versions={d.name: d.version for d in dets}, timings_ms=timings,
+        width=sample.info.width, height=sample.info.height,
+        notes=tuple(_video_notes(sample, tracks, found, dets, eligible)), video=summary,
+    )
+    return VideoAnalysis(verdict, sample, tuple(frame_faces), tuple(tuple(tr) for tr in tracks), tuple(lips))
+
+
+def faces_region(frame: np.ndarray, settings: Settings, face_detector: FaceDetector) -> Box | None:
+    """The box around every face in `frame` (where motion is measured), or None without a face."""
+    faces = [f for f in detect_faces(frame, settings.faces, detector=face_detector) if f.face_found]
+    if not faces:
+        return None
+    return (min(f.box[0] for f in faces), min(f.box[1] for f in faces),
+            max(f.box[2] for f in faces), max(f.box[3] for f in faces))
+
+
+def track_video_faces(
+    frames: Sequence[np.ndarray], settings: Settings, *, progress: Progress | None = None,
+    face_detector: FaceDetector | None = None,
+) -> tuple[list[tuple[FaceCrop, ...]], list[list[tuple[int, int]]], list[bool]]:
+    """Faces in every frame, linked into tracks (longest first), and whether each track is a real face.
+
+    With no face in any frame, one track of whole frames stands in (face found: False), as for images.
+    """
+    face_detector = face_detector or get_face_detector(settings.faces)
+    frame_faces = []
+    for t, frame in enumerate(frames):
+        frame_faces.append(tuple(detect_faces(frame, settings.faces, detector=face_detector)))
+        if progress:
+            progress((t + 1) / len(frames), "finding faces")
+    tracks = track_faces([[f.box for f in faces if f.face_found] for faces in frame_faces])
+    if not tracks:
+        tracks = [[(t, 0) for t in range(len(frame_faces))]]
+    tracks.sort(key=len, reverse=True)
+    found = [frame_faces[tr[0][0]][tr[0][1]].face_found for tr in tracks]
+    return frame_faces, tracks, found
+
+
+def lip_sequences(frame_faces: Sequence[Sequence[FaceCrop]], tracks: Sequence[Sequence[tuple[int, int]]],
+                   found: Sequence[bool], size: int) -> tuple[list[np.ndarray | None], int]:
+    cropper = get_lip_cropper()
+    out: list[np.ndarray | None] = []
+    mesh = 0
+    for track, has_face in zip(tracks, found, strict=True):
+        if not has_face:
+            out.append(None)
+            continue
+        crops = []
+        for t, j in track:
+            lip, ok = cropper.lip_crop(frame_faces[t][j].pixels, size=size)
+            crops.append(lip)
+            mesh += ok
+        out.append(np.stack(crops))
+    return out, mesh
+
+
+def _score_sequences(det: Detector, lips: Sequence[np.ndarray | None]) -> list[Score | None]:
+    present = [i for i, seq in enumerate(lips) if seq is not None]
+    scores: list[Score | None] = [None] * len(lips)
+    if present:
+        for i, s in zip(present, det.predict(det.preprocess([lips[i] for i in present])), strict=True):
+            scores[i] = s
+    return scores
+
+
+def _score_frames(det: Detector, frame_faces: Sequence[Sequence[FaceCrop]],
+                  tracks: Sequence[Sequence[tuple[int, int]]]) -> tuple[list[Score | None], tuple[float | None, ...]]:
+    """Image detector on every tracked face (batches of 32): per-track mean score and per-frame maximum."""
+    keys = [key for track in tracks for key in track]
+    probs: dict[tuple[int, int], float] = {}
+    for start in range(0, len(keys), 32):
+        chunk = keys[start:start + 32]
+        batch = det.preprocess([frame_faces[t][j].pixels for t, j in chunk])
+        probs |= {k: s.fake_prob for k, s in zip(chunk, det.predict(batch), strict=True)}
+    track_scores: list[Score | None] = [
+        Score(det.name, float(np.mean([probs[k] for k in track])), det.threshold) for track in tracks
+    ]
+    per_frame: list[float | None] = [None] * len(frame_faces)
+    for (t, _), p in probs.items():
+        per_frame[t] = p if per_frame[t] is None else max(per_frame[t], p)
+    return track_scores, tuple(per_frame)
+
+
+def _video_summary(sample: SampledVideo, tracks: Sequence[Sequence[tuple[int, int]]],
+                   track_scores: dict[str, list[Score | None]], frame_scores: dict[str, tuple[float | None, ...]],
+                   eligible: Sequence[int], lips_found: int) -> VideoSummary:
+    video_scores: dict[str, dict[str, float]] = {}
+    for name, scores in track_scores.items():
+        values = [scores[i].fake_prob for i in eligible if scores[i] is not None]
+        entry = {"score": max(values)} if values else {}
+        frames = [v for v in frame_scores.get(name, ()) if v is not None]
+        if frames:
+            entry |= {"frame_mean": float(np.mean(frames)), "frame_max": float(np.max(frames))}
+        video_scores[name] = entry
+    return VideoSummary(
+        fps=sample.info.fps, duration_s=sample.info.duration_s, frames_decoded=sample.info.frame_count,
+        frames_used=sample.indices, selection=sample.selection, truncated=sample.truncated,
+        motion=tuple(float(sample.magnitudes[i]) for i in sample.indices), frame_scores=frame_scores,
+        video_scores=video_scores, tracks=tuple(tuple(t for t, _ in track) for track in tracks),
+        lips_found=lips_found,
+    )
+
+
+def _video_notes(sample: SampledVideo, tracks: Sequence[Sequence[tuple[int, int]]], found: Sequence[bool],
+                 dets: Sequence[Detector], eligible: Sequence[int]) -> list[str]:
+    notes = []
+    if sample.truncated:
+        notes.append(f"only the first {sample.info.frame_count} frames were analysed (video length limit)")
+    if sample.selection == "uniform_fallback":
+        notes.append(f"too few frames with motion above the threshold: {len(sample.indices)} frames spread "
+                     "uniformly were used instead of the optical-flow selection")
+    if not any(found):
+        notes.append("no face found in any used frame: whole frames were scored"
+                     + ("; video detectors need a face and were not applied" if any(d.modality == "video"
+                                                                                    for d in dets) else ""))
+    elif len(tracks) > 1:
+        notes.append(f"{len(tracks)} face tracks; the verdict is the most-fake of the {len(eligible)} seen in "
+                     "at least a quarter of the frames with faces")
+    return notes

@@ -93,6 +93,37 @@ class Overall:
 
 
 @dataclass(frozen=True)
+class VideoSummary:
+    """What a video verdict adds: which frames were used and the scores over time.
+
+    `frame_scores[detector]` has one value per used frame for image detectors (the most-fake face in that
+    frame; None when no face was found there). `video_scores[detector]` holds "score" (the most-fake track,
+    the value the verdict uses), and for image detectors "frame_mean" / "frame_max" over the per-frame scores.
+    """
+
+    fps: float
+    duration_s: float
+    frames_decoded: int
+    frames_used: tuple[int, ...]
+    selection: str  # "optical_flow" | "uniform_fallback" | "uniform"
+    truncated: bool
+    motion: tuple[float, ...]  # mean flow magnitude of each used frame
+    frame_scores: dict[str, tuple[float | None, ...]]
+    video_scores: dict[str, dict[str, float]]
+    tracks: tuple[tuple[int, ...], ...]  # per face in `Verdict.faces`: the used-frame positions it appears in
+    lips_found: int  # lip crops placed by FaceMesh landmarks (the rest fell back to the lower face)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["frame_scores"] = {k: [None if v is None else round(v, 6) for v in vs] for k, vs in self.frame_scores.items()}
+        d["video_scores"] = {k: {m: round(v, 6) for m, v in vs.items()} for k, vs in self.video_scores.items()}
+        d["motion"] = [round(v, 4) for v in self.motion]
+        d["frames_used"] = list(self.frames_used)
+        d["tracks"] = [list(t) for t in self.tracks]
+        return d
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The result of analysing one file: see DESIGN.md "Verdict JSON"."""
 
@@ -105,9 +136,10 @@ class Verdict:
     width: int = 0
     height: int = 0
     notes: tuple[str, ...] = field(default=())
+    video: VideoSummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "file": self.file,
             "kind": self.kind,
             "width": self.width,
@@ -118,6 +150,9 @@ class Verdict:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "notes": list(self.notes),
         }
+        if self.video is not None:
+            out["video"] = self.video.to_dict()
+        return out
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,7 @@ def _import_builtin_families() -> None:
     # Importing the modules runs their @register decorators.
     from udfd.detectors import (  # noqa: F401
         cnn,
+        lip_lstm,
         mobilenet,
         ocvae,
         vit,

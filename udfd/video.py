@@ -1,0 +1,291 @@
+"""Video decoding and frame selection.
+
+`sample_video` is the edge: it is the only place that opens user video files. It reads the clip once,
+front to back, measuring motion between consecutive frames (Farneback optical flow on a small grey copy of
+the face region) and keeping only the frames that selection can still pick, so memory stays bounded whatever
+the clip's length. Everything else here is pure: arrays in, arrays out.
+
+Selection follows the facial-dynamics report: mean flow magnitude M̄ per consecutive pair, keep frames with
+M̄ > θ, take the top K by M̄ in temporal order; when fewer than K frames pass, fall back to K frames spread
+uniformly over the clip and say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from udfd.config import VideoSettings
+from udfd.errors import MediaError, UdfdError
+from udfd.types import Box
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v", ".mpg", ".mpeg"})
+Selection = Literal["optical_flow", "uniform_fallback", "uniform"]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    frame_count: int  # frames actually decoded (up to the limits)
+    duration_s: float
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class SampledVideo:
+    """The frames chosen for analysis (RGB uint8, downscaled to at most `VideoSettings.max_side`)."""
+
+    source: str
+    sha256: str
+    info: VideoInfo
+    indices: tuple[int, ...]
+    frames: tuple[np.ndarray, ...]
+    magnitudes: np.ndarray  # mean flow magnitude into every decoded frame (frame 0: 0.0)
+    selection: Selection
+    truncated: bool
+    flow_roi: Box | None  # region the flow was measured on, in downscaled frame pixels; None = whole frame
+    # magnitudes are in pixels of the downscaled frame (flow measured at flow_size², scaled back)
+
+
+# -- pure ---------------------------------------------------------------------------------------------------
+def uniform_indices(n: int, k: int) -> list[int]:
+    """k indices spread evenly over range(n) (all of them when n <= k)."""
+    if n <= 0 or k <= 0:
+        return []
+    if n <= k:
+        return list(range(n))
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
+
+
+def select_frames(magnitudes: Sequence[float], *, k: int, theta: float) -> tuple[list[int], bool]:
+    """Indices of the top-k frames by motion among those with magnitude > theta, in temporal order.
+
+    Returns (indices, fell_back): with fewer than k frames above theta, k uniformly spread frames instead.
+    Ties are broken by the earlier frame.
+    """
+    mags = np.asarray(magnitudes, dtype=np.float64)
+    passing = [i for i in range(len(mags)) if mags[i] > theta]
+    if len(passing) < k:
+        return uniform_indices(len(mags), k), True
+    top = sorted(passing, key=lambda i: (-mags[i], i))[:k]
+    return sorted(top), False
+
+
+def flow_grey(frame: np.ndarray, roi: Box | None, size: int) -> np.ndarray:
+    """The grey (size, size) image the flow is measured on: `roi` of an RGB frame (or all of it)."""
+    if roi is not None:
+        x0, y0, x1, y1 = roi
+        frame = frame[y0:y1, x0:x1]
+    grey = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def flow_magnitude(previous: np.ndarray, current: np.ndarray) -> float:
+    """Mean Farneback optical-flow magnitude (pixels) between two grey frames of the same size."""
+    flow = cv2.calcOpticalFlowFarneback(previous, current, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    return float(np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2).mean())
+
+
+def box_iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def track_faces(boxes_per_frame: Sequence[Sequence[Box]], *, min_iou: float = 0.3) -> list[list[tuple[int, int]]]:
+    """Link face boxes across frames into tracks: each track is [(frame position, face index), ...].
+
+    Greedy: in each frame, the best-overlapping pairs (box, live track) are linked first, IoU against the
+    track's last box; a box that overlaps no track (IoU < min_iou, or whose centre is not inside the last box)
+    starts a new track. Selected frames can be far apart, so the centre test catches a moved face too.
+    """
+    tracks: list[list[tuple[int, int]]] = []
+    last: list[Box] = []
+    for t, boxes in enumerate(boxes_per_frame):
+        pairs = []
+        for j, box in enumerate(boxes):
+            for k, prev in enumerate(last):
+                iou = box_iou(box, prev)
+                cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+                inside = prev[0] <= cx <= prev[2] and prev[1] <= cy <= prev[3]
+                if iou >= min_iou or inside:
+                    pairs.append((iou + inside, j, k))
+        used_boxes, used_tracks = set(), set()
+        for _, j, k in sorted(pairs, reverse=True):
+            if j in used_boxes or k in used_tracks or tracks[k][-1][0] == t:
+                continue
+            tracks[k].append((t, j))
+            last[k] = boxes[j]
+            used_boxes.add(j)
+            used_tracks.add(k)
+        for j, box in enumerate(boxes):
+            if j not in used_boxes:
+                tracks.append([(t, j)])
+                last.append(box)
+    return tracks
+
+
+def downscale(frame: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = frame.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return frame
+    return cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+# -- edge ---------------------------------------------------------------------------------------------------
+RoiFinder = Callable[[np.ndarray], Box | None]
+Progress = Callable[[float, str], None]
+
+
+def sample_video(
+    path: str | os.PathLike,
+    settings: VideoSettings,
+    *,
+    roi_finder: RoiFinder | None = None,
+    progress: Progress | None = None,
+) -> SampledVideo:
+    """Decode `path` once and return the selected frames. Raises `MediaError` for anything unusable.
+
+    `roi_finder(first_frame)` gives the region the flow is measured on (the face area); None = whole frame.
+    """
+    path = Path(path)
+    name = path.name
+    if settings.selection not in ("optical_flow", "uniform"):
+        raise UdfdError(f"unknown frame selection {settings.selection!r}: use optical_flow or uniform")
+    _check_file(path, settings)
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise MediaError(name, "not a readable video (unsupported container or codec, or a damaged file)")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        fps = fps if np.isfinite(fps) and 0 < fps < 1000 else 0.0
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        limit = settings.max_frames
+        if fps > 0:
+            limit = min(limit, max(1, int(settings.max_seconds * fps)))
+        expected = min(declared, limit) if declared > 0 else limit
+        k = settings.frames
+        uniform_wanted = set(uniform_indices(expected, k))
+        flow_on = settings.selection == "optical_flow"
+
+        heap: list[tuple[float, int]] = []  # min-heap of (magnitude, -index): the k best frames above theta
+        kept: dict[int, np.ndarray] = {}
+        mags: list[float] = []
+        roi: Box | None = None
+        previous: np.ndarray | None = None
+        truncated = False
+        width = height = 0
+        while True:
+            if len(mags) >= limit:
+                truncated = bool(cap.grab())
+                break
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                break
+            i = len(mags)
+            frame = downscale(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), settings.max_side)
+            if i == 0:
+                height, width = bgr.shape[:2]
+                roi = roi_finder(frame) if (roi_finder and flow_on) else None
+                rx0, ry0, rx1, ry1 = roi or (0, 0, frame.shape[1], frame.shape[0])
+                scale = float(np.sqrt((rx1 - rx0) * (ry1 - ry0))) / settings.flow_size
+            magnitude = 0.0
+            if flow_on:
+                grey = flow_grey(frame, roi, settings.flow_size)
+                # In pixels of the (downscaled) frame, so θ does not depend on flow_size.
+                magnitude = flow_magnitude(previous, grey) * scale if previous is not None else 0.0
+                previous = grey
+            mags.append(magnitude)
+            if flow_on and magnitude > settings.flow_threshold:
+                heapq.heappush(heap, (magnitude, -i))
+                kept[i] = frame
+                if len(heap) > k:
+                    _, neg = heapq.heappop(heap)
+                    if -neg not in uniform_wanted:
+                        kept.pop(-neg, None)
+            if i in uniform_wanted:
+                kept[i] = frame
+            if progress and expected and i % 10 == 0:
+                progress(min(1.0, (i + 1) / expected), "decoding and measuring motion")
+    finally:
+        cap.release()
+    n = len(mags)
+    if n == 0:
+        raise MediaError(name, "no video frames could be decoded (empty, audio-only or damaged file)")
+    if flow_on:
+        indices, fell_back = select_frames(mags, k=k, theta=settings.flow_threshold)
+        selection: Selection = "uniform_fallback" if fell_back else "optical_flow"
+    else:
+        indices, selection = uniform_indices(n, k), "uniform"
+    missing = [i for i in indices if i not in kept]
+    if missing:  # the container declared a wrong frame count: read the few frames still needed
+        kept |= _read_frames(path, set(missing), settings.max_side)
+        indices = [i for i in indices if i in kept]
+    if truncated:
+        log.info("%s: analysed the first %d frames only (limits: %d frames, %.0f s)", name, n,
+                 settings.max_frames, settings.max_seconds)
+    info = VideoInfo(fps=fps, frame_count=n, duration_s=n / fps if fps else 0.0, width=width, height=height)
+    return SampledVideo(
+        source=name, sha256=_sha256(path), info=info, indices=tuple(indices),
+        frames=tuple(kept[i] for i in indices), magnitudes=np.asarray(mags, np.float32), selection=selection,
+        truncated=truncated, flow_roi=roi,
+    )
+
+
+def _check_file(path: Path, settings: VideoSettings) -> None:
+    name = path.name
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise MediaError(name, f"cannot be read ({e.strerror or e})") from e
+    if not path.is_file():
+        raise MediaError(name, "is not a regular file")
+    if size == 0:
+        raise MediaError(name, "is empty")
+    if size > settings.max_file_bytes:
+        raise MediaError(name, f"is {size / 2**20:.0f} MiB; the limit is {settings.max_file_bytes / 2**20:.0f} MiB "
+                               "(UDFD_MAX_VIDEO_BYTES)")
+
+
+def _read_frames(path: Path, wanted: set[int], max_side: int) -> dict[int, np.ndarray]:
+    out: dict[int, np.ndarray] = {}
+    cap = cv2.VideoCapture(str(path))
+    try:
+        i = 0
+        while wanted - out.keys():
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if i in wanted:
+                out[i] = downscale(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), max_side)
+            i += 1
+    finally:
+        cap.release()
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
