@@ -31,6 +31,7 @@ from udfd.loader import warm_up  # noqa: E402
 from udfd.media import decode_image, read_image  # noqa: E402
 from udfd.pipeline import analyze_image, load_detectors  # noqa: E402
 from udfd.types import Verdict  # noqa: E402
+from udfd.ui_video import build_video_tab  # noqa: E402
 
 log = logging.getLogger("udfd.app")
 
@@ -43,7 +44,6 @@ was not manipulated: detectors miss new generators and can be fooled by compress
 A face is marked **uncertain** (amber) when its fake probability lies within the uncertain band around the
 detector's threshold (`UDFD_UNCERTAIN_BAND`); read those verdicts as "cannot tell". Red = fake, green = real.
 """
-VIDEO_NOTE = "Video analysis arrives with the lip-region CNN-LSTM detector; not available in this version."
 COMPARE_NOTE = "Compare will run every available detector side by side on one upload; not available in this version."
 
 
@@ -182,19 +182,22 @@ def build_app(
         available, unavailable = load_models(settings)
     unavailable = unavailable or {}
     nothing = "; ".join(f"{k}: {v}" for k, v in unavailable.items()) if not available else ""
+    video_only = {k for k, d in available.items() if d.modality != "image"}
+    all_detectors, available = available, {k: d for k, d in available.items() if k not in video_only}
 
     def on_analyze(payload: dict[str, Any] | None, detector: str | None) -> tuple[Any, ...]:
         if not available:
             raise gr.Error(f"Analysis is unavailable: {nothing}", print_exception=False)
         name = detector or next(iter(available))
         if name not in available:
-            reason = unavailable.get(name, f"unknown detector; choose one of {sorted(available)}")
+            reason = unavailable.get(name, "it scores videos only (use the Video tab)" if name in video_only
+                                     else f"unknown detector; choose one of {sorted(available)}")
             raise gr.Error(f"Detector {name} is unavailable: {reason}", print_exception=False)
         path, data = _payload_file(payload)
         return analyze(path, settings, [available[name]], data=data)
 
     with gr.Blocks(title="UDFD deepfake detector") as demo:
-        gr.Markdown("# UDFD: deepfake detector for face images")
+        gr.Markdown("# UDFD: deepfake detector for faces in images and videos")
         gr.Markdown(
             f"**Model unavailable, analysis is switched off:** {nothing}" if nothing else "", visible=bool(nothing)
         )
@@ -226,7 +229,7 @@ def build_app(
                 preprocess=False,
             )
         with gr.Tab("Video"):
-            gr.Markdown(VIDEO_NOTE)
+            build_video_tab(settings, all_detectors, unavailable)
         with gr.Tab("Compare"):
             gr.Markdown(COMPARE_NOTE)
         gr.Markdown(ABOUT)

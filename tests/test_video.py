@@ -91,7 +91,7 @@ def test_lip_box_square_inside_and_covers_the_mouth() -> None:
     x0, y0, x1, y1 = lip_box(points, width=100, height=100)
     assert x1 - x0 == y1 - y0
     assert x0 <= 40 and x1 >= 80 and y0 <= 64 and y1 >= 80
-    assert 0 <= x0 and 0 <= y0 and x1 <= 100 and y1 <= 100
+    assert x0 >= 0 and y0 >= 0 and x1 <= 100 and y1 <= 100
     fx0, fy0, fx1, fy1 = fallback_lip_box(100, 100)
     assert fy0 > 40 and fx1 - fx0 == fy1 - fy0 and fy1 <= 100
 

@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
     sub = p.add_subparsers(required=True, metavar="command")
 
-    pr = sub.add_parser("predict", help="score images (files or folders) and print verdicts")
+    pr = sub.add_parser("predict", help="score images and videos (files or folders) and print verdicts")
     pr.add_argument("paths", nargs="+", type=Path)
     pr.add_argument("--json", action="store_true", help="one Verdict JSON object per line (JSON Lines)")
     pr.add_argument("--detector", action="append", help="short name or hf-hub:/local-dir: ref (repeatable)")
@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--limit", type=int, default=0, help="at most N images per class (seeded sample)")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--kind", choices=("auto", "image", "video"), default="auto",
+                    help="image or video folder (auto: video when it holds videos and no images)")
     ev.set_defaults(func=cmd_evaluate)
 
     be = sub.add_parser("bench", help="latency of decode + faces + detector vs a plain transformers pipeline")
@@ -62,16 +64,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     from udfd.media import iter_image_files
-    from udfd.pipeline import analyze_image, load_detectors
+    from udfd.pipeline import analyze_image, analyze_video, load_detectors
+    from udfd.video import is_video, iter_video_files
 
-    files = iter_image_files(args.paths)
+    files = sorted(set(iter_image_files(args.paths)) | set(iter_video_files(args.paths)))
     if not files:
-        raise UdfdError(f"no image files found in {', '.join(map(str, args.paths))}")
-    detectors = load_detectors(settings)
+        raise UdfdError(f"no image or video files found in {', '.join(map(str, args.paths))}")
+    if args.detector:
+        settings = replace(settings, video_detectors=tuple(args.detector))
+    detectors = load_detectors(settings) if any(not is_video(f) for f in files) else []
+    video_detectors = load_detectors(settings, settings.video_detectors) if any(map(is_video, files)) else []
     failed = 0
     for path in files:
         try:
-            verdict = analyze_image(path, settings=settings, detectors=detectors)
+            if is_video(path):
+                verdict = analyze_video(path, settings=settings, detectors=video_detectors)
+            else:
+                verdict = analyze_image(path, settings=settings, detectors=detectors)
         except UdfdError as e:
             failed += 1
             log.error("%s", e)
@@ -90,9 +99,20 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from udfd.evaluate import evaluate_folder
+    from udfd.evaluate import evaluate_folder, evaluate_videos, labelled_videos
 
-    report = evaluate_folder(args.data, settings=settings, limit=args.limit, seed=args.seed)
+    kind = args.kind
+    if kind == "auto":
+        from udfd.media import iter_image_files
+
+        has_images = any(iter_image_files([args.data / c]) for c in ("real", "fake") if (args.data / c).is_dir())
+        kind = "video" if labelled_videos(args.data) and not has_images else "image"
+    if kind == "video":
+        if args.detector:
+            settings = replace(settings, video_detectors=tuple(args.detector))
+        report = evaluate_videos(args.data, settings=settings)
+    else:
+        report = evaluate_folder(args.data, settings=settings, limit=args.limit, seed=args.seed)
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -64,3 +64,54 @@ def evaluate_folder(root: Path, *, settings: Settings, limit: int = 0, seed: int
         "images_without_face": no_face,
         "errors": errors,
     }
+
+
+def labelled_videos(root: Path) -> list[tuple[Path, int, str]]:
+    """(path, label, source) for every video under root/real and root/fake."""
+    from udfd.video import VIDEO_EXTENSIONS
+
+    out = []
+    for label, name in ((0, "real"), (1, "fake")):
+        base = root / name
+        for f in sorted(base.rglob("*")) if base.is_dir() else []:
+            if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file():
+                parts = f.relative_to(base).parts
+                out.append((f, label, parts[0] if len(parts) > 1 else "."))
+    return out
+
+
+def evaluate_videos(root: Path, *, settings: Settings) -> dict[str, Any]:
+    """Metrics of the first video detector (video verdict = its most-fake face track), overall and per source."""
+    from udfd.pipeline import analyze_video
+
+    detectors = load_detectors(settings, settings.video_detectors[:1])
+    primary = detectors[0]
+    items = labelled_videos(root)
+    if not items:
+        raise UdfdError(f"no videos under {root}/real or {root}/fake")
+    labels, probs, sources, errors, per_video = [], [], [], [], []
+    for path, label, source in tqdm(items, desc=f"evaluate {primary.name}", unit="video"):
+        try:
+            verdict = analyze_video(path, settings=settings, detectors=[primary])
+        except UdfdError as e:
+            errors.append({"file": str(path), "error": str(e)})
+            continue
+        labels.append(label)
+        probs.append(verdict.overall.fake_prob)
+        sources.append(source)
+        per_video.append({"file": path.name, "label": label, "source": source,
+                          "fake_prob": verdict.overall.fake_prob, "selection": verdict.video.selection,
+                          "faces": len(verdict.faces), "scores": verdict.video.video_scores[primary.name]})
+    if not labels:
+        raise UdfdError(f"none of the {len(items)} videos under {root} could be analysed")
+    t = primary.threshold
+    return {
+        "detector": primary.name,
+        "version": primary.version,
+        "data": str(root),
+        "kind": "video",
+        "overall": binary_metrics(labels, probs, threshold=t),
+        "per_source": metrics_by_group(labels, probs, sources, threshold=t),
+        "per_video": per_video,
+        "errors": errors,
+    }

@@ -289,3 +289,15 @@ def _sha256(path: Path) -> str:
 
 def is_video(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def iter_video_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand folders recursively into their video files (sorted); named files are kept as given."""
+    files: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files.extend(sorted(f for f in path.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file()))
+        else:
+            files.append(path)
+    return files

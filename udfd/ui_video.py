@@ -1,0 +1,210 @@
+"""The app's Video tab: upload -> udfd.pipeline.run_video -> verdict per detector, score timeline, most
+suspicious frames with face boxes, and the lip crops the lip_lstm detector saw.
+
+Only drawing and Gradio wiring live here; every number comes from `udfd.pipeline`.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageDraw
+
+from udfd.config import Settings
+from udfd.detectors.base import Detector
+from udfd.errors import MediaError, UdfdError
+from udfd.pipeline import VideoAnalysis, run_video
+
+log = logging.getLogger(__name__)
+
+COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74), "uncertain": (245, 158, 11)}
+TABLE_HEADERS = ["detector", "version", "video fake_prob", "verdict", "frame mean", "frame max", "kind"]
+GALLERY_FRAMES = 6
+LIP_TILES = 16
+
+
+def video_table(analysis: VideoAnalysis, detectors: Sequence[Detector], band: float) -> dict[str, Any]:
+    """One row per detector: its video-level score (most-fake track) and verdict at its own threshold."""
+    rows = []
+    summary = analysis.verdict.video
+    for det in detectors:
+        scores = summary.video_scores.get(det.name, {})
+        score = scores.get("score")
+        if score is None:
+            verdict = "not applied (no face)"
+        else:
+            verdict = "fake" if score >= det.threshold else "real"
+            verdict += " (uncertain)" if abs(score - det.threshold) < band else ""
+        rows.append([det.name, det.version, None if score is None else round(score, 4), verdict,
+                     _round(scores.get("frame_mean")), _round(scores.get("frame_max")),
+                     "lip sequence per face track" if det.modality == "video" else "per-frame faces"])
+    return {"headers": TABLE_HEADERS, "data": rows}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def timeline_figure(analysis: VideoAnalysis) -> Any:
+    """Per-frame scores of the image detectors over the used frames, motion of every decoded frame below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = analysis.verdict.video
+    fps = summary.fps or 1.0
+    seconds = np.asarray(summary.frames_used) / fps
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.2), sharex=True, height_ratios=(3, 1))
+    for name, values in summary.frame_scores.items():
+        ys = np.asarray([np.nan if v is None else v for v in values], float)
+        top.plot(seconds, ys, marker="o", markersize=3, linewidth=1.2, label=name)
+    for name, scores in summary.video_scores.items():
+        if name not in summary.frame_scores and "score" in scores:  # sequence detectors: one value per video
+            top.axhline(scores["score"], linestyle="--", linewidth=1.2, label=f"{name} (whole track)", color="k")
+    top.set_ylim(0, 1)
+    top.set_ylabel("fake_prob")
+    top.legend(loc="upper right", fontsize=8)
+    top.grid(alpha=0.3)
+    all_t = np.arange(len(analysis.sample.magnitudes)) / fps
+    bottom.plot(all_t, analysis.sample.magnitudes, color="0.5", linewidth=0.8)
+    bottom.scatter(seconds, [analysis.sample.magnitudes[i] for i in summary.frames_used], s=6, color="C3",
+                   label=f"used frames ({summary.selection})", zorder=3)
+    bottom.set_ylabel("motion")
+    bottom.set_xlabel("time (s)" if summary.fps else "frame")
+    bottom.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def suspicious_frames(analysis: VideoAnalysis, primary: str) -> list[tuple[np.ndarray, str]]:
+    """The used frames with the highest per-frame score (first image detector), face tracks boxed."""
+    summary = analysis.verdict.video
+    name = primary if primary in summary.frame_scores else next(iter(summary.frame_scores), None)
+    values = summary.frame_scores.get(name, ()) if name else ()
+    order = [t for t in np.argsort([-(v if v is not None else -1) for v in values], kind="stable")][:GALLERY_FRAMES]
+    if not order:
+        order = list(range(min(GALLERY_FRAMES, len(analysis.sample.frames))))
+    out = []
+    for t in sorted(order):
+        canvas = PILImage.fromarray(analysis.sample.frames[t].copy())
+        draw = ImageDraw.Draw(canvas)
+        width = max(2, round(min(canvas.size) / 200))
+        for k, track in enumerate(analysis.tracks):
+            for tt, j in track:
+                if tt == t and analysis.faces[t][j].face_found:
+                    face = analysis.verdict.faces[k]
+                    colour = COLOURS["uncertain" if face.uncertain else face.label]
+                    x0, y0, x1, y1 = analysis.faces[t][j].box
+                    draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=width)
+                    draw.text((x0 + width, y0 + width), f"face {k + 1}", fill=colour)
+        frame_no = summary.frames_used[t]
+        score = f", {name} {values[t]:.2f}" if name and values[t] is not None else ""
+        seconds = f" ({frame_no / summary.fps:.1f} s)" if summary.fps else ""
+        out.append((np.asarray(canvas), f"frame {frame_no}{seconds}{score}"))
+    return out
+
+
+def lip_montage(analysis: VideoAnalysis) -> np.ndarray | None:
+    """Up to 16 of the main track's lip crops (the lip_lstm input), in time order, as one image."""
+    lips = next((seq for seq in analysis.lips if seq is not None), None)
+    if lips is None:
+        return None
+    pick = np.unique(np.linspace(0, len(lips) - 1, min(LIP_TILES, len(lips))).astype(int))
+    tiles = [lips[i] for i in pick]
+    cols = 8
+    rows = [np.concatenate(tiles[r:r + cols] + [np.zeros_like(tiles[0])] * max(0, cols - len(tiles[r:r + cols])), 1)
+            for r in range(0, len(tiles), cols)]
+    return np.concatenate(rows, 0)
+
+
+def notes_markdown(analysis: VideoAnalysis) -> str:
+    v = analysis.verdict
+    s = v.video
+    facts = (f"{s.frames_decoded} frames decoded ({s.duration_s:.1f} s at {s.fps:.2f} fps), "
+             f"{len(s.frames_used)} used ({s.selection.replace('_', ' ')}), {len(v.faces)} face track(s), "
+             f"lips placed by landmarks in {s.lips_found} crops")
+    notes = "; ".join(v.notes)
+    timing = ", ".join(f"{k} {ms / 1000:.1f} s" for k, ms in v.timings_ms.items())
+    return f"**Video:** {facts}.{' **Notes:** ' + notes + '.' if notes else ''} **Time:** {timing}."
+
+
+def video_payload_path(payload: Any) -> str | None:
+    if payload is None:
+        return None
+    if isinstance(payload, str):
+        return payload
+    if isinstance(payload, dict):
+        inner = payload.get("video") if isinstance(payload.get("video"), dict) else payload
+        return inner.get("path")
+    return None
+
+
+def build_video_tab(settings: Settings, available: dict[str, Detector], unavailable: dict[str, str]) -> None:
+    """Add the Video tab's components and its `analyze_video` endpoint to the enclosing Blocks."""
+    usable = list(available)
+    wanted = [n for n in settings.video_detectors if n in available]
+    default_primary = wanted[0] if wanted else next(iter(usable), None)
+    missing = {n: unavailable[n] for n in settings.video_detectors if n in unavailable}
+
+    def on_analyze(payload: Any, primary: str | None, others: list[str] | None,
+                   progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (Gradio's idiom)
+        path = video_payload_path(payload)
+        if not path:
+            raise gr.Error("Upload a video first", print_exception=False)
+        primary = primary or default_primary
+        if primary not in available:
+            raise gr.Error(f"Detector {primary} is unavailable: {unavailable.get(primary, 'unknown')}",
+                           print_exception=False)
+        dets = [available[primary]] + [available[n] for n in (others or []) if n in available and n != primary]
+        return analyze(path, settings, dets, progress=lambda f, what: progress(f, desc=what))
+
+    with gr.Row():
+        with gr.Column():
+            video_in = gr.Video(sources=["upload"], label="Video (mp4, avi, mov, webm, mkv)")
+            primary = gr.Dropdown(choices=usable, value=default_primary, label="Detector that decides",
+                                  info=("Unavailable: " + ", ".join(f"{k} ({v})" for k, v in missing.items()))
+                                  if missing else None)
+            others = gr.CheckboxGroup(choices=usable, value=[n for n in wanted[1:]], label="Also show")
+            button = gr.Button("Analyse video", variant="primary", interactive=bool(usable))
+        with gr.Column():
+            overall = gr.Label(num_top_classes=2, label="Video verdict (most-fake face track)")
+            table = gr.Dataframe(headers=TABLE_HEADERS, label="Per detector", interactive=False)
+    notes = gr.Markdown()
+    timeline = gr.Plot(label="Scores over time (used frames) and motion")
+    gallery = gr.Gallery(label="Most suspicious frames", columns=3, height="auto")
+    lips = gr.Image(label="Lip crops fed to lip_lstm (main face track)", interactive=False, format="png")
+    verdict_json = gr.JSON(label="Verdict JSON")
+    button.click(on_analyze, inputs=[video_in, primary, others],
+                 outputs=[overall, table, timeline, gallery, lips, verdict_json, notes],
+                 api_name="analyze_video", preprocess=False)
+
+
+def analyze(path: str, settings: Settings, detectors: Sequence[Detector], *,
+            progress: Callable[[float, str], None] | None = None) -> tuple[Any, ...]:
+    """Run the video pipeline and turn the result into the tab's outputs; errors become gr.Error."""
+    name = Path(path).name
+    try:
+        analysis = run_video(path, settings=settings, detectors=detectors, progress=progress)
+    except MediaError as e:
+        raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
+    except UdfdError as e:
+        raise gr.Error(str(e), print_exception=False) from e
+    v = analysis.verdict
+    return (
+        {"fake": v.overall.fake_prob, "real": 1.0 - v.overall.fake_prob},
+        video_table(analysis, detectors, settings.uncertain_band),
+        timeline_figure(analysis),
+        suspicious_frames(analysis, detectors[0].name),
+        lip_montage(analysis),
+        v.to_dict(),
+        notes_markdown(analysis),
+    )
