@@ -88,3 +88,25 @@ def test_family_rows_cover_every_configured_detector(tiny_vit_dir: Path, bench_d
     assert vit["train_images_per_s"] > 0
     table = format_family_table(rows)
     assert "| vit |" in table and "unavailable" in table
+
+
+@pytest.mark.slow
+def test_video_bench_compares_the_paths_on_one_clip(tmp_path, face_rgb, tiny_settings):
+    from dataclasses import replace
+
+    from tests.conftest import face_clip, write_video
+    from udfd.bench_video import run_video_bench
+    from udfd.config import VideoSettings
+
+    clip = write_video(tmp_path / "c.mp4", face_clip(face_rgb, 12))
+    settings = replace(tiny_settings, video=VideoSettings(frames=4), video_detectors=("vit",))
+    result = run_video_bench(settings=settings, clip=clip, seconds=10.0, repeats=1)
+    paths = result["paths"]
+    assert set(paths) == {"udfd", "uniform", "every_frame"}
+    assert paths["udfd"]["frames_analysed"] == paths["uniform"]["frames_analysed"] == 4
+    assert paths["every_frame"]["frames_analysed"] == paths["every_frame"]["frames_decoded"] == 12
+    for r in paths.values():
+        assert r["wall_s"] > 0 and r["peak_traced_mib"] > 0
+        assert set(r["stage_share"]) == {"decode", "motion", "faces", "lips", "model"}
+    assert paths["uniform"]["stage_ms"]["motion"] == 0.0, "uniform selection measures no motion"
+    assert "| every frame" in result["table"]

@@ -16,8 +16,9 @@ import hashlib
 import heapq
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -57,6 +58,7 @@ class SampledVideo:
     truncated: bool
     flow_roi: Box | None  # region the flow was measured on, in downscaled frame pixels; None = whole frame
     # magnitudes are in pixels of the downscaled frame (flow measured at flow_size², scaled back)
+    timings_ms: dict[str, float] = field(default_factory=dict)  # "decode" (incl. downscale), "motion"
 
 
 # -- pure ---------------------------------------------------------------------------------------------------
@@ -190,15 +192,19 @@ def sample_video(
         previous: np.ndarray | None = None
         truncated = False
         width = height = 0
+        decode_s = motion_s = 0.0  # the first frame's motion time includes finding the face region
         while True:
             if len(mags) >= limit:
                 truncated = bool(cap.grab())
                 break
+            t0 = time.perf_counter()
             ok, bgr = cap.read()
             if not ok or bgr is None:
                 break
             i = len(mags)
             frame = downscale(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), settings.max_side)
+            t1 = time.perf_counter()
+            decode_s += t1 - t0
             if i == 0:
                 height, width = bgr.shape[:2]
                 roi = roi_finder(frame) if (roi_finder and flow_on) else None
@@ -211,6 +217,8 @@ def sample_video(
                 magnitude = flow_magnitude(previous, grey) * scale if previous is not None else 0.0
                 previous = grey
             mags.append(magnitude)
+            if flow_on:
+                motion_s += time.perf_counter() - t1
             if flow_on and magnitude > settings.flow_threshold:
                 heapq.heappush(heap, (magnitude, -i))
                 kept[i] = frame
@@ -243,7 +251,7 @@ def sample_video(
     return SampledVideo(
         source=name, sha256=_sha256(path), info=info, indices=tuple(indices),
         frames=tuple(kept[i] for i in indices), magnitudes=np.asarray(mags, np.float32), selection=selection,
-        truncated=truncated, flow_roi=roi,
+        truncated=truncated, flow_roi=roi, timings_ms={"decode": decode_s * 1000, "motion": motion_s * 1000},
     )
 
 
