@@ -35,6 +35,9 @@ def bench_families(*, settings: Settings, files: list[Path], stats: Any) -> list
         except UdfdError as e:
             rows.append({"name": name, "unavailable": str(e)})
             continue
+        if det.modality != "image":  # sequence models are timed by `udfd bench --video`
+            rows.append({"name": name, "unavailable": "scores videos only: see udfd bench --video"})
+            continue
         warm_up(det)
         b1 = [_ms(det, [c]) for c in crops]
         b8 = [_ms(det, crops[s:s + 8]) / len(crops[s:s + 8]) for s in range(0, len(crops), 8)]

@@ -85,12 +85,12 @@ def select_frames(magnitudes: Sequence[float], *, k: int, theta: float) -> tuple
     return sorted(top), False
 
 
-def flow_grey(frame: np.ndarray, roi: Box | None, size: int) -> np.ndarray:
-    """The grey (size, size) image the flow is measured on: `roi` of an RGB frame (or all of it)."""
+def flow_grey(frame: np.ndarray, roi: Box | None, size: int, *, code: int = cv2.COLOR_RGB2GRAY) -> np.ndarray:
+    """The grey (size, size) image the flow is measured on: `roi` of a colour frame (or all of it)."""
     if roi is not None:
         x0, y0, x1, y1 = roi
         frame = frame[y0:y1, x0:x1]
-    grey = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(np.ascontiguousarray(frame), code)
     return cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
 
 
@@ -139,6 +139,11 @@ def track_faces(boxes_per_frame: Sequence[Sequence[Box]], *, min_iou: float = 0.
                 tracks.append([(t, j)])
                 last.append(box)
     return tracks
+
+
+def analysis_frame(bgr: np.ndarray, max_side: int) -> np.ndarray:
+    """A decoded BGR frame -> the RGB frame faces and detectors see (longer side at most max_side)."""
+    return cv2.cvtColor(downscale(bgr, max_side), cv2.COLOR_BGR2RGB)
 
 
 def downscale(frame: np.ndarray, max_side: int) -> np.ndarray:
@@ -202,24 +207,31 @@ def sample_video(
             if not ok or bgr is None:
                 break
             i = len(mags)
-            frame = downscale(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), settings.max_side)
             t1 = time.perf_counter()
             decode_s += t1 - t0
             if i == 0:
                 height, width = bgr.shape[:2]
-                roi = roi_finder(frame) if (roi_finder and flow_on) else None
-                rx0, ry0, rx1, ry1 = roi or (0, 0, frame.shape[1], frame.shape[0])
-                scale = float(np.sqrt((rx1 - rx0) * (ry1 - ry0))) / settings.flow_size
+                first = analysis_frame(bgr, settings.max_side)
+                roi = roi_finder(first) if (roi_finder and flow_on) else None
+                box = roi or (0, 0, first.shape[1], first.shape[0])
+                ratio = width / first.shape[1]  # decoded pixels per analysed pixel
+                roi_full = tuple(int(round(v * ratio)) for v in box)
+                scale = float(np.sqrt((box[2] - box[0]) * (box[3] - box[1]))) / settings.flow_size
             magnitude = 0.0
-            if flow_on:
-                grey = flow_grey(frame, roi, settings.flow_size)
-                # In pixels of the (downscaled) frame, so θ does not depend on flow_size.
+            if flow_on:  # measured on the decoded frame's face region: no full-frame colour conversion needed
+                grey = flow_grey(bgr, roi_full, settings.flow_size, code=cv2.COLOR_BGR2GRAY)
+                # In pixels of the analysed (downscaled) frame, so θ does not depend on flow_size.
                 magnitude = flow_magnitude(previous, grey) * scale if previous is not None else 0.0
                 previous = grey
-            mags.append(magnitude)
-            if flow_on:
                 motion_s += time.perf_counter() - t1
-            if flow_on and magnitude > settings.flow_threshold:
+            mags.append(magnitude)
+            candidate = flow_on and magnitude > settings.flow_threshold and (
+                len(heap) < k or (magnitude, -i) > heap[0])
+            if candidate or i in uniform_wanted:  # only frames selection may still pick are converted and kept
+                t2 = time.perf_counter()
+                frame = first if i == 0 else analysis_frame(bgr, settings.max_side)
+                decode_s += time.perf_counter() - t2
+            if candidate:
                 heapq.heappush(heap, (magnitude, -i))
                 kept[i] = frame
                 if len(heap) > k:
@@ -280,7 +292,7 @@ def _read_frames(path: Path, wanted: set[int], max_side: int) -> dict[int, np.nd
             if not ok:
                 break
             if i in wanted:
-                out[i] = downscale(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), max_side)
+                out[i] = analysis_frame(bgr, max_side)
             i += 1
     finally:
         cap.release()
