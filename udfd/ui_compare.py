@@ -123,13 +123,17 @@ def build_compare_tab(
     gr.Markdown(COMPARE_INTRO + (f"\n\n**Unavailable detectors:**{left_out}" if left_out else ""))
     with gr.Row():
         with gr.Column():
-            image_in = gr.Image(sources=["upload", "clipboard"], type="filepath", label="Image")
+            image_in = gr.Image(
+                sources=["upload", "clipboard"], type="filepath", label="Image", elem_id="compare-image"
+            )
             heat = gr.Checkbox(value=True, label="Heat-maps", info=EXPLAIN_INFO)
             button = gr.Button("Compare all detectors", variant="primary", interactive=bool(available))
         with gr.Column():
             bars = gr.BarPlot(x="detector", y="fake_prob", color="face", y_lim=[0, 1], label="fake_prob by detector")
-            summary = gr.Markdown()
-    table = gr.Dataframe(headers=COMPARE_HEADERS, label="Every detector on every face", interactive=False)
+            summary = gr.Markdown(elem_id="compare-summary")
+    table = gr.Dataframe(
+        headers=COMPARE_HEADERS, label="Every detector on every face", interactive=False, elem_id="compare-table"
+    )
     gallery = gr.Gallery(label="Heat-maps side by side", columns=max(1, len(available)), height="auto")
     verdict_json = gr.JSON(label="Verdict JSON with the comparison")
 
