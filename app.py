@@ -262,7 +262,9 @@ def _payload_file(payload: dict[str, Any] | None) -> tuple[str | None, bytes | N
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description="Run the UDFD Gradio app.")
-    parser.add_argument("--host", default=env.get("UDFD_HOST", "127.0.0.1"), help="default: $UDFD_HOST or 127.0.0.1")
+    # GRADIO_SERVER_NAME: Hugging Face Spaces set it to 0.0.0.0.
+    parser.add_argument("--host", default=env.get("UDFD_HOST") or env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+                        help="default: $UDFD_HOST, $GRADIO_SERVER_NAME or 127.0.0.1")
     parser.add_argument(
         "--port",
         type=int,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+from udfd.errors import UdfdError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_MODELS = PROJECT_ROOT / "models"
@@ -42,10 +46,15 @@ class Settings:
         env = dict(os.environ if env is None else env)
         base = cls()
         models = dict(base.models)
+        detectors = ",".join(base.detectors)
+        if env.get("UDFD_MODELS_FILE"):  # e.g. space/detectors.json: the Space's names -> Hub repos
+            spec = read_models_file(env["UDFD_MODELS_FILE"])
+            models.update(spec.get("models", {}))
+            detectors = ",".join(spec.get("detectors", base.detectors))
         for key, value in env.items():
             if key.startswith("UDFD_MODEL_") and value:
                 models[key.removeprefix("UDFD_MODEL_").lower()] = value
-        dets = tuple(d.strip() for d in env.get("UDFD_DETECTORS", ",".join(base.detectors)).split(",") if d.strip())
+        dets = tuple(d.strip() for d in env.get("UDFD_DETECTORS", detectors).split(",") if d.strip())
         faces = replace(
             base.faces,
             backend=env.get("UDFD_FACE_BACKEND", base.faces.backend),
@@ -62,3 +71,17 @@ class Settings:
             uncertain_band=float(env.get("UDFD_UNCERTAIN_BAND", base.uncertain_band)),
             device=env.get("UDFD_DEVICE", base.device),
         )
+
+
+def read_models_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A detector config file: JSON {"detectors": [names], "models": {name: ref}}; relative paths are from the
+    project root. `UDFD_MODEL_<NAME>` and `UDFD_DETECTORS` still override it."""
+    file = Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
+    try:
+        spec = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UdfdError(f"cannot read the detector config UDFD_MODELS_FILE={path}: {e}") from e
+    if (not isinstance(spec, dict) or not isinstance(spec.get("models", {}), dict)
+            or not isinstance(spec.get("detectors", []), list)):
+        raise UdfdError(f"{file}: expected {{\"detectors\": [...], \"models\": {{name: ref}}}}")
+    return spec
