@@ -35,7 +35,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _chromium() -> str:
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The browser binary; skips (with what to install) before any server starts when it is missing."""
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
     path = os.environ.get("UDFD_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
         pytest.skip(
@@ -72,12 +75,13 @@ def served_app():
         demo.close()
 
 
-def test_upload_verdict_and_compare_in_a_real_browser(served_app, face_image_path: Path, capsys) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app, face_image_path: Path, capsys) -> None:
+    from playwright import sync_api
+
     url, available = served_app
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.set_default_timeout(WAIT_MS)
