@@ -31,6 +31,7 @@ from udfd.loader import warm_up  # noqa: E402
 from udfd.media import decode_image, read_image  # noqa: E402
 from udfd.pipeline import analyze_image, load_detectors  # noqa: E402
 from udfd.types import Verdict  # noqa: E402
+from udfd.ui_compare import build_compare_tab, explanation_views, method_dropdown, method_update  # noqa: E402
 from udfd.ui_video import build_video_tab  # noqa: E402
 
 log = logging.getLogger("udfd.app")
@@ -44,7 +45,6 @@ was not manipulated: detectors miss new generators and can be fooled by compress
 A face is marked **uncertain** (amber) when its fake probability lies within the uncertain band around the
 detector's threshold (`UDFD_UNCERTAIN_BAND`); read those verdicts as "cannot tell". Red = fake, green = real.
 """
-COMPARE_NOTE = "Compare will run every available detector side by side on one upload; not available in this version."
 
 
 def load_models(settings: Settings) -> tuple[dict[str, Detector], dict[str, str]]:
@@ -78,9 +78,11 @@ def analyze(
     detectors: Sequence[Detector] | None = None,
     *,
     data: bytes | None = None,
+    explain: str | None = None,
 ) -> tuple[np.ndarray, dict[str, float], dict[str, Any], dict[str, Any], str, list[tuple[Any, str]]]:
     """Analyse one image file (or raw `data`) -> (annotated image, overall label, per-face table, Verdict JSON,
-    notes, reconstruction views — only for detectors that reconstruct their input).
+    notes, gallery views: with `explain` (a method name or "auto") the heat-maps of the first detector, then
+    the reconstruction view of detectors that reconstruct their input).
 
     Every failure surfaces as a `gr.Error` with a message for the user, never a traceback.
     """
@@ -94,6 +96,8 @@ def analyze(
             image = read_image(image_path, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
         # Report the file by its own name, not by the server's temporary path.
         verdict = analyze_image(dataclasses.replace(image, source=name), settings=settings, detectors=detectors)
+        explained = (detectors or load_detectors(settings))[0] if explain else None
+        views = explanation_views(explained, image.pixels, verdict, explain) if explained is not None else []
     except MediaError as e:
         raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
     except UdfdError as e:
@@ -104,7 +108,7 @@ def analyze(
         face_table(verdict),
         verdict.to_dict(),
         notes_markdown(verdict),
-        reconstruction_views(detectors[0] if detectors else None, image.pixels, verdict),
+        views + reconstruction_views(detectors[0] if detectors else None, image.pixels, verdict),
     )
 
 
@@ -185,7 +189,9 @@ def build_app(
     video_only = {k for k, d in available.items() if d.modality != "image"}
     all_detectors, available = available, {k: d for k, d in available.items() if k not in video_only}
 
-    def on_analyze(payload: dict[str, Any] | None, detector: str | None) -> tuple[Any, ...]:
+    def on_analyze(
+        payload: dict[str, Any] | None, detector: str | None, explain: bool = False, method: str | None = None
+    ) -> tuple[Any, ...]:
         if not available:
             raise gr.Error(f"Analysis is unavailable: {nothing}", print_exception=False)
         name = detector or next(iter(available))
@@ -194,7 +200,7 @@ def build_app(
                                      else f"unknown detector; choose one of {sorted(available)}")
             raise gr.Error(f"Detector {name} is unavailable: {reason}", print_exception=False)
         path, data = _payload_file(payload)
-        return analyze(path, settings, [available[name]], data=data)
+        return analyze(path, settings, [available[name]], data=data, explain=(method or "auto") if explain else None)
 
     with gr.Blocks(title="UDFD deepfake detector") as demo:
         gr.Markdown("# UDFD: deepfake detector for faces in images and videos")
@@ -210,6 +216,10 @@ def build_app(
                         info="Unavailable: " + ", ".join(f"{k} ({v})" for k, v in unavailable.items())
                         if unavailable and available else None,
                     )
+                    explain_box = gr.Checkbox(value=False, label="Explain (heat-maps; slower)")
+                    method = method_dropdown(next(iter(available.values()), None))
+                    choice.change(lambda n: method_update(available.get(n)), inputs=choice, outputs=method,
+                                  api_visibility="private")
                     button = gr.Button("Analyse", variant="primary", interactive=bool(available))
                 with gr.Column():
                     annotated = gr.Image(type="numpy", format="png", label="Faces found", interactive=False)
@@ -217,13 +227,13 @@ def build_app(
             table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False)
             notes = gr.Markdown()
             verdict_json = gr.JSON(label="Verdict JSON")
-            recon = gr.Gallery(label="Reconstruction view (anomaly detectors such as ocvae; empty for classifiers)",
-                               columns=4, height="auto")
+            recon = gr.Gallery(label="Explanation (heat-maps when 'Explain' is on) and reconstruction view "
+                               "(anomaly detectors such as ocvae)", columns=4, height="auto")
             # preprocess=False: the upload reaches udfd.media untouched, so that bad files get udfd's clear
             # errors (Gradio's own preprocessing would open them with every Pillow plugin and fail opaquely).
             button.click(
                 on_analyze,
-                inputs=[image_in, choice],
+                inputs=[image_in, choice, explain_box, method],
                 outputs=[annotated, overall, table, verdict_json, notes, recon],
                 api_name="analyze_image",
                 preprocess=False,
@@ -231,7 +241,9 @@ def build_app(
         with gr.Tab("Video"):
             build_video_tab(settings, all_detectors, unavailable)
         with gr.Tab("Compare"):
-            gr.Markdown(COMPARE_NOTE)
+            video_reason = dict.fromkeys(video_only, "scores videos only: see the Video tab")
+            build_compare_tab(available=available, unavailable=unavailable | video_reason, settings=settings,
+                              read_upload=_payload_file)
         gr.Markdown(ABOUT)
     return demo
 
@@ -254,7 +266,9 @@ def _payload_file(payload: dict[str, Any] | None) -> tuple[str | None, bytes | N
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description="Run the UDFD Gradio app.")
-    parser.add_argument("--host", default=env.get("UDFD_HOST", "127.0.0.1"), help="default: $UDFD_HOST or 127.0.0.1")
+    # GRADIO_SERVER_NAME: Hugging Face Spaces set it to 0.0.0.0.
+    parser.add_argument("--host", default=env.get("UDFD_HOST") or env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+                        help="default: $UDFD_HOST, $GRADIO_SERVER_NAME or 127.0.0.1")
     parser.add_argument(
         "--port",
         type=int,

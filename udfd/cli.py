@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("paths", nargs="+", type=Path)
     pr.add_argument("--json", action="store_true", help="one Verdict JSON object per line (JSON Lines)")
     pr.add_argument("--detector", action="append", help="short name or hf-hub:/local-dir: ref (repeatable)")
+    pr.add_argument("--explain", action="store_true",
+                    help="save a heat-map overlay per detector as a timestamped JPEG in --explain-dir")
+    pr.add_argument("--explain-dir", type=Path, default=Path("explanations"), help="default: ./explanations")
+    pr.add_argument("--explain-method", default=None,
+                    help="fullgrad | gradcam | eigencam | error (default: each detector's own default)")
     pr.set_defaults(func=cmd_predict)
 
     ev = sub.add_parser("evaluate", help="metrics on DIR/real/** and DIR/fake/**, overall and per source")
@@ -66,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
-    from udfd.media import iter_image_files
+    from udfd.media import iter_image_files, read_image
     from udfd.pipeline import analyze_image, analyze_video, load_detectors
     from udfd.video import is_video, iter_video_files
 
@@ -80,10 +85,13 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     failed = 0
     for path in files:
         try:
+            saved = None
             if is_video(path):
                 verdict = analyze_video(path, settings=settings, detectors=video_detectors)
             else:
-                verdict = analyze_image(path, settings=settings, detectors=detectors)
+                image = read_image(path, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
+                verdict = analyze_image(image, settings=settings, detectors=detectors)
+                saved = _save_explanations(args, image, verdict, detectors) if args.explain else None
         except UdfdError as e:
             failed += 1
             log.error("%s", e)
@@ -91,7 +99,8 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
                 print(json.dumps({"file": str(path), "error": str(e)}), flush=True)
             continue
         if args.json:
-            print(json.dumps(verdict.to_dict()), flush=True)
+            extra = {"explanations": saved} if saved is not None else {}
+            print(json.dumps(verdict.to_dict() | extra), flush=True)
         else:
             o = verdict.overall
             flag = " (uncertain)" if o.uncertain else ""
@@ -99,6 +108,29 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     if failed:
         log.error("%d of %d files could not be analysed", failed, len(files))
     return 1 if failed else 0
+
+
+def _save_explanations(args: argparse.Namespace, image: Any, verdict: Any, detectors: list[Any]) -> list[str]:
+    """One overlay JPEG per detector: DIR/<stem>.<detector>-<method>.<UTC timestamp>.jpg. Returns the paths."""
+    from datetime import UTC, datetime
+
+    from PIL import Image as PILImage
+
+    from udfd.explain import explain_methods, explain_verdict, overlay
+
+    args.explain_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    saved = []
+    for det in detectors:
+        if not explain_methods(det):
+            log.warning("%s declares no explanation method: no heat-map saved", det.name)
+            continue
+        heatmaps = explain_verdict(image.pixels, verdict, det, method=args.explain_method)
+        out = args.explain_dir / f"{Path(image.source).stem}.{det.name}-{heatmaps[0].method}.{stamp}.jpg"
+        PILImage.fromarray(overlay(image.pixels, heatmaps)).save(out, quality=92)
+        log.info("explanation saved to %s", out)
+        saved.append(str(out))
+    return saved
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+from udfd.errors import UdfdError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_MODELS = PROJECT_ROOT / "models"
@@ -58,10 +62,15 @@ class Settings:
         env = dict(os.environ if env is None else env)
         base = cls()
         models = dict(base.models)
+        detectors = ",".join(base.detectors)
+        if env.get("UDFD_MODELS_FILE"):  # e.g. space/detectors.json: the Space's names -> Hub repos
+            spec = read_models_file(env["UDFD_MODELS_FILE"])
+            models.update(spec.get("models", {}))
+            detectors = ",".join(spec.get("detectors", base.detectors))
         for key, value in env.items():
             if key.startswith("UDFD_MODEL_") and value:
                 models[key.removeprefix("UDFD_MODEL_").lower()] = value
-        dets = _names(env.get("UDFD_DETECTORS", ",".join(base.detectors)))
+        dets = _names(env.get("UDFD_DETECTORS", detectors))
         video_dets = _names(env.get("UDFD_VIDEO_DETECTORS", ",".join(base.video_detectors)))
         video = replace(
             base.video,
@@ -94,3 +103,17 @@ class Settings:
 
 def _names(value: str) -> tuple[str, ...]:
     return tuple(d.strip() for d in value.split(",") if d.strip())
+
+
+def read_models_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A detector config file: JSON {"detectors": [names], "models": {name: ref}}; relative paths are from the
+    project root. `UDFD_MODEL_<NAME>` and `UDFD_DETECTORS` still override it."""
+    file = Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
+    try:
+        spec = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UdfdError(f"cannot read the detector config UDFD_MODELS_FILE={path}: {e}") from e
+    if (not isinstance(spec, dict) or not isinstance(spec.get("models", {}), dict)
+            or not isinstance(spec.get("detectors", []), list)):
+        raise UdfdError(f"{file}: expected {{\"detectors\": [...], \"models\": {{name: ref}}}}")
+    return spec

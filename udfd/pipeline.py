@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from udfd.compare import Comparison, agreement, compare_rows
 from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import UdfdError
+from udfd.explain import explain_methods, explain_verdict
 from udfd.faces import FaceDetector, detect_faces, get_face_detector
 from udfd.lips import get_lip_cropper
 from udfd.loader import load_detector
@@ -80,6 +82,33 @@ def analyze_image(
         height=h,
         notes=tuple(notes),
     )
+
+
+def compare_image(
+    source: str | os.PathLike | bytes | Image,
+    *,
+    detectors: Sequence[Detector],
+    settings: Settings | None = None,
+    unavailable: Mapping[str, str] | None = None,
+    explain: bool = True,
+    name: str | None = None,
+) -> Comparison:
+    """Run every given detector on every face; with `explain`, each explainable detector's default heat-maps.
+
+    The Verdict inside is decided by the first detector, as in `analyze_image`. `unavailable` (name -> reason)
+    is carried through so that callers can show which detectors were left out and why.
+    """
+    settings = settings or Settings()
+    image = _decode(source, settings=settings, name=name)
+    verdict = analyze_image(image, settings=settings, detectors=detectors)
+    rows = compare_rows(verdict, {d.name: d.threshold for d in detectors})
+    heatmaps = []
+    if explain:
+        for det in detectors:
+            if explain_methods(det):
+                heatmaps += explain_verdict(image.pixels, verdict, det)
+    return Comparison(verdict=verdict, rows=rows, agreement=agreement(rows), heatmaps=tuple(heatmaps),
+                      unavailable=dict(unavailable or {}))
 
 
 def _decode(source: str | os.PathLike | bytes | Image, *, settings: Settings, name: str | None) -> Image:

@@ -17,12 +17,19 @@ from udfd.types import Score
 
 @dataclass(frozen=True)
 class ExplainTarget:
-    """Where a CAM method should look: layers of the model and how to turn activations into (B, C, H, W)."""
+    """Where a CAM method should look: layers of the model and how to turn activations into (B, C, H, W).
+
+    `model` maps a (B, 3, S, S) batch to two-class logits (or to an output with a `.logits` field);
+    `methods` are the CAM methods that make sense for this network, the default first (see udfd/explain.py);
+    `note` is shown next to the method choice (e.g. why a method is left out).
+    """
 
     model: torch.nn.Module
     layers: tuple[torch.nn.Module, ...]
     reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
     fake_index: int = 1
+    methods: tuple[str, ...] = ("fullgrad", "gradcam")
+    note: str = ""
 
 
 @runtime_checkable

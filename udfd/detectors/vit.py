@@ -146,8 +146,13 @@ class ViTDetector:
 
     def explain_target(self) -> ExplainTarget | None:
         last = self.model.vit.layers[-1]
+        # FullGrad is left out on purpose: on a ViT the only 2-D biases are the patch-embedding conv's, so its
+        # map says nothing about what the transformer attended to.
         return ExplainTarget(model=self.model, layers=(last.layernorm_before,),
-                             reshape_transform=_token_grid_to_map, fake_index=self.fake_index)
+                             reshape_transform=_token_grid_to_map, fake_index=self.fake_index,
+                             methods=("gradcam", "eigencam"),
+                             note="FullGrad is not meaningful on a ViT (it only sees the patch-embedding bias): "
+                                  "use Grad-CAM or EigenCAM on the last block's tokens.")
 
     def module(self) -> torch.nn.Module:
         return self.model

@@ -1,0 +1,115 @@
+"""End to end in a real headless browser: Debian's chromium driven by Playwright (`executable_path`).
+
+`.ci/run` installs both (apt `chromium`, pip `playwright`); Playwright's own browser download cannot work here.
+The app runs with the embedded models on a free port; the screenshot is written to outputs/browser/ and its path
+printed in the log. Set UDFD_CHROMIUM to use another Chromium binary.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+import app
+from udfd.config import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WAIT_MS = 120_000  # a generous bound for a loaded 2-core machine, not a timing assertion
+ARTIFACTS = Path(__file__).resolve().parents[1] / "outputs" / "browser"
+# As root and on a closed network: no sandbox, and none of Chromium's background calls home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The browser binary; skips (with what to install) before any server starts when it is missing."""
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+    path = os.environ.get("UDFD_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.skip(
+            "no Chromium binary: install Debian's `chromium` (apt-get install chromium; .ci/run does) "
+            "or set UDFD_CHROMIUM"
+        )
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served_app():
+    settings = Settings()  # the embedded models, as `python app.py` runs them offline
+    available, unavailable = app.load_models(settings)
+    if not available:
+        pytest.fail(f"no embedded detector could be loaded: {unavailable}")
+    demo = app.build_app(settings, available=available, unavailable=unavailable)
+    demo.queue(default_concurrency_limit=2)
+    _, url, _ = demo.launch(
+        prevent_thread_lock=True,
+        server_port=_free_port(),
+        server_name="127.0.0.1",
+        quiet=True,
+        max_file_size=settings.max_file_bytes,
+    )
+    try:
+        yield url, available
+    finally:
+        demo.close()
+
+
+def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app, face_image_path: Path, capsys) -> None:
+    from playwright import sync_api
+
+    url, available = served_app
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.set_default_timeout(WAIT_MS)
+            page.goto(url, wait_until="domcontentloaded")
+
+            # Image tab: upload a real face, analyse, wait for the verdict.
+            page.locator("input[type=file]").first.set_input_files(str(face_image_path))
+            page.get_by_role("button", name="Analyse").click()
+            label = page.locator(".output-class").first
+            sync_api.expect(label).to_have_text(re.compile(r"^\s*(fake|real)\s*$"), timeout=WAIT_MS)
+            sync_api.expect(page.get_by_text(re.compile(r"^\d{1,3}%$")).first).to_be_visible()
+            verdict = label.inner_text().strip()
+            page.screenshot(path=str(ARTIFACTS / "image_tab.png"), full_page=True)
+
+            # Compare tab: one row per available detector (the image holds one face).
+            page.get_by_role("tab", name="Compare").click()
+            page.locator("#compare-image input[type=file]").set_input_files(str(face_image_path))
+            page.get_by_role("button", name="Compare all detectors").click()
+            sync_api.expect(page.locator("#compare-summary")).to_contain_text("detectors say fake", timeout=WAIT_MS)
+            # Gradio 6 draws the body of a Dataframe as a virtual list of role="row" elements.
+            rows = page.locator("#compare-table [role=row][data-index]")
+            sync_api.expect(rows).to_have_count(len(available))
+            names = sorted(rows.nth(i).inner_text().split()[1] for i in range(len(available)))
+            shot = ARTIFACTS / "compare_tab.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert verdict in {"fake", "real"}
+    assert names == sorted(available)
+    with capsys.disabled():
+        print(f"\nbrowser screenshots: {shot} and {ARTIFACTS / 'image_tab.png'}")
