@@ -63,15 +63,17 @@ class Settings:
         base = cls()
         models = dict(base.models)
         detectors = ",".join(base.detectors)
+        video_detectors = ",".join(base.video_detectors)
         if env.get("UDFD_MODELS_FILE"):  # e.g. space/detectors.json: the Space's names -> Hub repos
             spec = read_models_file(env["UDFD_MODELS_FILE"])
             models.update(spec.get("models", {}))
             detectors = ",".join(spec.get("detectors", base.detectors))
+            video_detectors = ",".join(spec.get("video_detectors", base.video_detectors))
         for key, value in env.items():
             if key.startswith("UDFD_MODEL_") and value:
                 models[key.removeprefix("UDFD_MODEL_").lower()] = value
         dets = _names(env.get("UDFD_DETECTORS", detectors))
-        video_dets = _names(env.get("UDFD_VIDEO_DETECTORS", ",".join(base.video_detectors)))
+        video_dets = _names(env.get("UDFD_VIDEO_DETECTORS", video_detectors))
         video = replace(
             base.video,
             frames=int(env.get("UDFD_VIDEO_FRAMES", base.video.frames)),
