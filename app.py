@@ -31,6 +31,7 @@ from udfd.loader import warm_up  # noqa: E402
 from udfd.media import decode_image, read_image  # noqa: E402
 from udfd.pipeline import analyze_image, load_detectors  # noqa: E402
 from udfd.types import Verdict  # noqa: E402
+from udfd.ui_feedback import feedback_row  # noqa: E402
 
 log = logging.getLogger("udfd.app")
 
@@ -225,6 +226,7 @@ def build_app(
                 api_name="analyze_image",
                 preprocess=False,
             )
+            feedback_row(image_in, choice, settings, available)  # flag buttons + consent; api_name="flag"
         with gr.Tab("Video"):
             gr.Markdown(VIDEO_NOTE)
         with gr.Tab("Compare"):
