@@ -223,3 +223,29 @@ def test_stats_count_and_user_accuracy(tmp_path: Path) -> None:
     assert stats["user_accuracy"] == pytest.approx(3 / 4)
     assert stats["user_accuracy_accepted"] == pytest.approx(2 / 3)
     assert stats["by_model_version"] == {"vit@1.0": 4}
+
+
+def test_cli_stats_and_export(tmp_path: Path, capsys, monkeypatch) -> None:
+    from training.data import list_samples
+    from udfd.cli import main
+
+    root = tmp_path / "fb"
+    store = FeedbackStore(root)
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    store.append(_record(1, consent=True, decision="accepted"), image=pixels)  # user says fake
+    store.append(_record(2, consent=True, decision="suspicious"), image=pixels)
+    store.append(_record(3, consent=False, decision="accepted"))
+    monkeypatch.setenv("UDFD_FEEDBACK_DIR", str(root))
+    assert main(["feedback", "stats"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["n"] == 3 and stats["by_decision"] == {"accepted": 2, "suspicious": 1} and stats["with_image"] == 2
+
+    assert main(["feedback", "export", str(tmp_path / "out")]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["records"] == 2 and counts["fake"] == 1 and counts["real"] == 0  # accepted only, with image
+    samples = list_samples(tmp_path / "out")  # the layout the training scripts read
+    assert [(s.label, s.source) for s in samples] == [(1, "feedback")]
+    assert len((tmp_path / "out" / "records.jsonl").read_text().splitlines()) == 2
+
+    assert main(["feedback", "export", str(tmp_path / "all"), "--all", "--dir", str(root)]) == 0
+    assert json.loads(capsys.readouterr().out)["fake"] == 2

@@ -1,4 +1,4 @@
-"""`udfd` command line: predict, evaluate, bench. JSON on stdout, logs and progress bars on stderr."""
+"""`udfd` command line: predict, evaluate, bench, feedback, retrain. JSON on stdout, logs and progress bars on stderr."""
 
 from __future__ import annotations
 
@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--no-vit-base", action="store_true", help="skip the ViT-B/16-sized model")
     be.add_argument("--no-families", action="store_true", help="skip the per-detector rows")
     be.set_defaults(func=cmd_bench, detector=None)
+
+    from udfd.feedback_cli import add_commands  # feedback stats|export, retrain
+
+    add_commands(sub)
     return p
 
 

@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -307,3 +307,31 @@ def feedback_stats(records: Iterable[FeedbackRecord]) -> dict[str, Any]:
 
 def _agreement(records: Sequence[FeedbackRecord]) -> float | None:
     return sum(r.user_label == r.predicted_label for r in records) / len(records) if records else None
+
+
+# -- export (edge: writes a training tree) -------------------------------------------------------------
+def select_records(records: Iterable[FeedbackRecord], *, decisions: Sequence[str] = ("accepted",),
+                   revision: str | None = None) -> list[FeedbackRecord]:
+    """Records whose protector decision is in `decisions` (all when empty), optionally for one model revision."""
+    return [r for r in records if (not decisions or r.protector_decision in decisions)
+            and (revision is None or r.revision == revision)]
+
+
+def export_training_tree(root: Path, records: Sequence[FeedbackRecord], out: Path) -> dict[str, int]:
+    """Write `out/{real,fake}/feedback/<id>.png` (the user's label decides the folder) for every record with an
+    image, and `out/records.jsonl` with every record given. This is the layout training/data.py reads."""
+    import shutil
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {"records": 0, "real": 0, "fake": 0}
+    with open(out / "records.jsonl", "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(asdict(r)) + "\n")
+            counts["records"] += 1
+            if r.image_file:
+                target = out / r.user_label / "feedback" / f"{r.id}.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(root) / r.image_file, target)
+                counts[r.user_label] += 1
+    return counts
