@@ -27,7 +27,7 @@ from udfd.detectors.base import Detector  # noqa: E402
 from udfd.errors import MediaError, UdfdError  # noqa: E402
 from udfd.explain import colorize, fft_error_spectrum  # noqa: E402
 from udfd.faces import detect_faces  # noqa: E402
-from udfd.loader import warm_up  # noqa: E402
+from udfd.loader import current_detector, warm_up  # noqa: E402
 from udfd.media import decode_image, read_image  # noqa: E402
 from udfd.pipeline import analyze_image, load_detectors  # noqa: E402
 from udfd.types import Verdict  # noqa: E402
@@ -192,7 +192,7 @@ def build_app(
             reason = unavailable.get(name, f"unknown detector; choose one of {sorted(available)}")
             raise gr.Error(f"Detector {name} is unavailable: {reason}", print_exception=False)
         path, data = _payload_file(payload)
-        return analyze(path, settings, [available[name]], data=data)
+        return analyze(path, settings, [current_detector(name, available[name], settings=settings)], data=data)
 
     with gr.Blocks(title="UDFD deepfake detector") as demo:
         gr.Markdown("# UDFD: deepfake detector for face images")

@@ -26,6 +26,14 @@ def add_commands(sub: Any) -> None:
     ex.add_argument("--revision", help="only flags on this model version")
     ex.set_defaults(func=cmd_export, detector=None)
 
+    rt = sub.add_parser("retrain", help="drift check and guarded retraining from accepted flags (training/retrain.py)")
+    rt.add_argument("--dry-run", action="store_true", help="report the drift check and what would be done")
+    rt.add_argument("--force", action="store_true")
+    for opt in ("--detector", "--data", "--eval-data", "--feedback-dir", "--work-dir", "--window", "--min-count",
+                "--drop-points", "--tolerance", "--version", "--train-args", "--cache-dir"):
+        rt.add_argument(opt, dest="rt_" + opt[2:].replace("-", "_"))
+    rt.set_defaults(func=cmd_retrain, detector=None)
+
 
 def _root(args: argparse.Namespace, settings: Settings) -> Path:
     return args.dir or settings.feedback.dir
@@ -51,4 +59,23 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     counts = export_training_tree(root, records, args.out)
     print(json.dumps({"dir": str(root), "out": str(args.out), "decisions": list(decisions) or "all", **counts},
                      indent=1))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    """Runs training/retrain.py from the source checkout (the library itself never imports training code)."""
+    import sys
+
+    from udfd.config import PROJECT_ROOT
+    from udfd.errors import UdfdError
+
+    if not (PROJECT_ROOT / "training" / "retrain.py").is_file():
+        raise UdfdError(f"udfd retrain needs a source checkout with training/retrain.py (not found in {PROJECT_ROOT})")
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    from training.retrain import main as retrain
+
+    argv = [f"--{k[3:].replace('_', '-')}={v}" for k, v in vars(args).items() if k.startswith("rt_") and v is not None]
+    argv += ["--dry-run"] * args.dry_run + ["--force"] * args.force
+    retrain(argv)
     return 0

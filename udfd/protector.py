@@ -115,13 +115,17 @@ class Protector:
         return [decide(float(p), lab, min_agreement=self.config.min_agreement)
                 for p, lab in zip(self.fake_prob(low, high), user_labels, strict=True)]
 
-    def accepts_detector(self, name: str, low_dim: int, high_dim: int) -> str | None:
-        """None when this protector can screen flags on that detector's features, else why not."""
+    def accepts_detector(self, name: str, low_dim: int, high_dim: int, *, version: str | None = None) -> str | None:
+        """None when this protector can screen flags on that detector's features, else why not. A protector
+        trained on another version of the detector reads features it has never seen: retrain it."""
         if (low_dim, high_dim) != (self.config.low_dim, self.config.high_dim):
             return (f"the protector reads {self.config.detector!r} features ({self.config.low_dim}+"
                     f"{self.config.high_dim}), not {name!r} ({low_dim}+{high_dim})")
         if name != self.config.detector:
             return f"the protector was trained on {self.config.detector!r} features, not {name!r}"
+        if version and self.config.detector_version and version != self.config.detector_version:
+            return (f"the protector was trained on {self.config.detector_version} features, the detector is now"
+                    f" {version}: retrain it (training/train_protector.py)")
         return None
 
     def with_config(self, **changes: Any) -> Protector:
@@ -161,11 +165,13 @@ class Protector:
 
 def load_protector(ref: str, *, download: Any = None) -> Protector:
     """Load a protector from `local-dir:path` or `hf-hub:org/repo[@rev]` (raises ModelUnavailableError)."""
+    from safetensors import SafetensorError
+
     from udfd.errors import ModelUnavailableError
     from udfd.hub import parse_ref, resolve
 
     folder = resolve(parse_ref(ref), download=download, setting="UDFD_PROTECTOR")
     try:
         return Protector.from_pretrained(folder)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
         raise ModelUnavailableError(f"protector {ref} could not be loaded: {e}") from e

@@ -24,6 +24,7 @@ from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import MediaError, UdfdError
 from udfd.feedback import FeedbackStore, StoreStatus, new_record, open_store
+from udfd.loader import current_detector
 from udfd.media import decode_image, read_image
 from udfd.pipeline import analyze_image
 from udfd.protector import Protector, load_protector
@@ -72,7 +73,7 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         name = detector_name or next(iter(self.detectors))
         if name not in self.detectors:
             raise gr.Error(f"unknown detector {name!r}; choose one of {sorted(self.detectors)}", print_exception=False)
-        det = self.detectors[name]
+        det = current_detector(name, self.detectors[name], settings=self.settings)  # a promoted version
         image = _decode_payload(payload, self.settings)
         try:
             verdict = analyze_image(image, settings=self.settings, detectors=[det])
@@ -95,7 +96,7 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
             return dataclasses.replace(record, reason=f"not screened: {self.protector_problem or 'no protector'}")
         x0, y0, x1, y1 = box
         low, high = det.features(det.preprocess([np.ascontiguousarray(pixels[y0:y1, x0:x1])]))
-        problem = self.protector.accepts_detector(det.name, low.shape[1], high.shape[1])
+        problem = self.protector.accepts_detector(det.name, low.shape[1], high.shape[1], version=det.version)
         if problem:
             return dataclasses.replace(record, reason=f"not screened: {problem}")
         s = self.protector.screen(low, high, [record.user_label])[0]
