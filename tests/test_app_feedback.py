@@ -138,3 +138,18 @@ def test_served_flag_endpoint(tiny_settings, tmp_path: Path, picture: Path) -> N
         demo.close()
     records = read_records(tmp_path / "fb").records
     assert sorted(r.id for r in records) == sorted([out["id"], out2["id"]])
+
+
+def test_protector_for_another_detector_version_is_reloaded_when_retrained(tiny_settings, tmp_path: Path,
+                                                                           picture: Path) -> None:
+    folder = _protector_dir(tmp_path, tiny_settings, min_agreement=0.0)
+    stale = Protector.from_pretrained(folder).with_config(detector_version="old@1")
+    stale.save_pretrained(folder)
+    settings = _settings(tiny_settings, tmp_path, folder)
+    det = load_detector("vit", settings=settings)
+    callback, _ = make_callback(settings, {"vit": det})
+    rec = callback.flag_record([str(picture), "vit", False], "Correct")
+    assert rec.protector_decision == "unscreened" and "retrain it" in rec.reason
+    stale.with_config(detector_version=det.version).save_pretrained(folder)  # what retrain.py writes
+    rec = callback.flag_record([str(picture), "vit", False], "Correct")
+    assert rec.protector_decision == "accepted"

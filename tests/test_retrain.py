@@ -22,6 +22,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+from tests.test_hub import FakeHfApi
 from udfd.feedback import FeedbackStore, new_record
 from udfd.monitor import MonitorSettings, baseline_from_folder, check_drift
 from udfd.types import FeedbackRecord
@@ -107,6 +108,10 @@ def world(tmp_path: Path, monkeypatch) -> dict:
     return {"tmp": tmp_path, "data": data, "trusted": trusted, "model": model, "cache": tmp_path / "cache"}
 
 
+def now_version(folder: Path) -> str:
+    return f"{folder.name}@{json.loads((folder / 'config.json').read_text())['udfd']['version']}"
+
+
 def _flag(store: FeedbackStore, det, protector, paths: list[Path], user_label: str) -> list[FeedbackRecord]:
     imgs = [np.asarray(PILImage.open(p).convert("RGB")) for p in paths]
     batch = det.preprocess(imgs)
@@ -167,7 +172,11 @@ def test_full_offline_loop(world: dict, capsys) -> None:
     assert dry["drift"]["triggered"] and dry["action"] == "would retrain"
     assert not (tmp / "work" / "state.json").exists(), "a dry run changes nothing"
 
-    first = retrain([*common, "--version", "2"])  # trains with the parent's recorded configuration
+    api = FakeHfApi()
+    first = retrain([*common, "--version", "2", "--push-to-hub", "--hub-model-id", "org/udfd-cnn",
+                     "--protector-output", str(tmp / "prot2")], hf_api=api)  # the parent's training configuration
+    assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]
+    assert api.calls[1][1]["folder_path"] == str(world["model"])
     assert first["action"] == "promoted", first["guard"]
     assert first["data_counts"]["accepted_flags"] == n_accepted
     assert first["data_counts"]["feedback_fake"] == n_accepted  # every flag said "fake", all had an image
@@ -178,6 +187,11 @@ def test_full_offline_loop(world: dict, capsys) -> None:
     assert meta["lineage"]["data_counts"]["original_images"] == 48
     assert "## Lineage" in (world["model"] / "README.md").read_text()
     assert list((tmp / "work" / "previous").iterdir()), "the old version is kept"
+    new_protector = load_protector(f"local-dir:{tmp / 'prot2'}")
+    assert new_protector.config.detector_version.endswith("@2")
+    dims = (protector.config.low_dim, protector.config.high_dim)
+    assert "retrain it" in protector.accepts_detector("cnn", *dims, version=new_protector.config.detector_version)
+    assert new_protector.accepts_detector("cnn", *dims, version=now_version(world["model"])) is None
 
     # The running app picks the new version up on its next request, without a restart.
     now = current_detector("cnn", app_det, settings=settings)

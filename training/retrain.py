@@ -9,7 +9,8 @@
 3. Guard: current and candidate are scored on a frozen, trusted evaluation set (--eval-data); the candidate is
    promoted only if its accuracy is not below the current one's minus --tolerance. Promotion replaces the model
    folder (the old one is kept under the work folder), records the lineage in config.json and the card, and
-   pushes to the Hub with --push-to-hub. A rejected candidate is kept with its guard report.
+   pushes to the Hub with --push-to-hub; --protector-output retrains the protector on the new model's
+   features. A rejected candidate is kept with its guard report.
 The app loads a promoted version on its next request (udfd.loader keys local folders on their version).
 """
 
@@ -71,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--version", help="version of the new model (default: parent version + .r<timestamp>)")
     p.add_argument("--train-args", default="", help="extra options for train_image.py, e.g. '--epochs 3'")
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
+    p.add_argument("--protector-output", type=Path,
+                   help="after a promotion, retrain the protector on the new model's features into this folder")
     p.add_argument("--push-to-hub", action="store_true")
     p.add_argument("--hub-model-id")
     args = p.parse_args(argv)
@@ -236,6 +239,13 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None, train: Trainer | 
         if args.push_to_hub:
             out["pushed"] = push_folder(folder, repo_id=args.hub_model_id, api=hf_api,
                                         commit_message=f"UDFD retrain {new_version} (parent {meta.get('version')})")
+        if args.protector_output:  # the old protector reads features this version no longer produces
+            from training.train_protector import main as train_protector
+
+            out["protector"] = str(train_protector(
+                ["--detector", f"local-dir:{folder}", "--data", str(run / "data" / args.data.resolve().name),
+                 "--output", str(args.protector_output), "--version", new_version, "--cache-dir",
+                 str(args.cache_dir)]))
     else:
         rejected = work / "rejected" / new_version
         rejected.parent.mkdir(parents=True, exist_ok=True)

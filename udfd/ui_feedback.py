@@ -92,6 +92,7 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         return stored
 
     def _screen(self, record: FeedbackRecord, det: Detector, pixels: np.ndarray, box: tuple) -> FeedbackRecord:
+        self._refresh_protector(det.version)
         if self.protector is None:
             return dataclasses.replace(record, reason=f"not screened: {self.protector_problem or 'no protector'}")
         x0, y0, x1, y1 = box
@@ -102,6 +103,22 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         s = self.protector.screen(low, high, [record.user_label])[0]
         return dataclasses.replace(record, protector_decision=s.decision, protector_score=round(s.fake_prob, 6),
                                    reason=s.reason)
+
+
+    def _refresh_protector(self, detector_version: str) -> None:
+        """After a promotion the detector has a new version; load the protector again when it was retrained
+        for that version too (otherwise flags are stored unscreened, with the reason)."""
+        p = self.protector
+        if p is None or not p.config.detector_version or p.config.detector_version == detector_version:
+            return
+        try:
+            fresh = load_protector(self.settings.feedback.protector)
+        except UdfdError as e:
+            log.error("protector reload failed: %s", e)
+            return
+        if fresh.config.detector_version == detector_version:
+            log.info("protector %s for %s loaded", fresh.version, detector_version)
+            self.protector = fresh
 
 
 def _decode_payload(payload: Any, settings: Settings):
