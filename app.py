@@ -27,11 +27,12 @@ from udfd.detectors.base import Detector  # noqa: E402
 from udfd.errors import MediaError, UdfdError  # noqa: E402
 from udfd.explain import colorize, fft_error_spectrum  # noqa: E402
 from udfd.faces import detect_faces  # noqa: E402
-from udfd.loader import warm_up  # noqa: E402
+from udfd.loader import current_detector, warm_up  # noqa: E402
 from udfd.media import decode_image, read_image  # noqa: E402
 from udfd.pipeline import analyze_image, load_detectors  # noqa: E402
 from udfd.types import Verdict  # noqa: E402
 from udfd.ui_compare import build_compare_tab, explanation_views, method_dropdown, method_update  # noqa: E402
+from udfd.ui_feedback import feedback_row  # noqa: E402
 from udfd.ui_video import build_video_tab  # noqa: E402
 
 log = logging.getLogger("udfd.app")
@@ -200,7 +201,8 @@ def build_app(
                                      else f"unknown detector; choose one of {sorted(available)}")
             raise gr.Error(f"Detector {name} is unavailable: {reason}", print_exception=False)
         path, data = _payload_file(payload)
-        return analyze(path, settings, [available[name]], data=data, explain=(method or "auto") if explain else None)
+        return analyze(path, settings, [current_detector(name, available[name], settings=settings)], data=data,
+                       explain=(method or "auto") if explain else None)
 
     with gr.Blocks(title="UDFD deepfake detector") as demo:
         gr.Markdown("# UDFD: deepfake detector for faces in images and videos")
@@ -238,6 +240,7 @@ def build_app(
                 api_name="analyze_image",
                 preprocess=False,
             )
+            feedback_row(image_in, choice, settings, available)  # flag buttons + consent; api_name="flag"
         with gr.Tab("Video"):
             build_video_tab(settings, all_detectors, unavailable)
         with gr.Tab("Compare"):

@@ -243,7 +243,9 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
     out.mkdir(parents=True, exist_ok=True)
     version, train_cfg = training_record(args, root)
     detector.save_pretrained(out, metadata={"version": version, "training": train_cfg, "crop_size": args.crop_size,
-                                            "thresholds": thresholds, "threshold_rule": "youden"})
+                                            "thresholds": thresholds, "threshold_rule": "youden",
+                                            # the drift monitor compares user-perceived accuracy with this
+                                            "baseline_accuracy": results[held_out]["accuracy"]})
     (out / "eval_results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     save_split(out / "split.json", samples, split, seed=args.seed)
     n_params = sum(p.numel() for p in detector.module().parameters())

@@ -1,4 +1,4 @@
-"""`udfd` command line: predict, evaluate, bench. JSON on stdout, logs and progress bars on stderr."""
+"""`udfd` command line: predict, evaluate, bench, feedback, retrain. JSON on stdout, logs and progress bars on stderr."""
 
 from __future__ import annotations
 
@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--video-file", type=Path, help="clip for --video (default: a 720p dev clip)")
     be.add_argument("--seconds", type=float, default=10.0, help="analyse the first N seconds (--video)")
     be.set_defaults(func=cmd_bench, detector=None)
+
+    from udfd.feedback_cli import add_commands  # feedback stats|export, retrain
+
+    add_commands(sub)
     return p
 
 

@@ -46,6 +46,17 @@ class VideoSettings:
 
 
 @dataclass(frozen=True)
+class FeedbackSettings:
+    """Where flags go (see udfd/feedback.py) and how they are screened and pushed."""
+
+    dir: Path = PROJECT_ROOT / ".udfd" / "feedback"
+    repo: str | None = None  # private Hub dataset "org/name" to push to with CommitScheduler (needs a token)
+    every_minutes: float = 10.0
+    token: str | None = None  # None: huggingface_hub's own lookup (HF_TOKEN, `hf auth login`)
+    protector: str = f"local-dir:{EMBEDDED_MODELS / 'udfd-protector'}"
+
+
+@dataclass(frozen=True)
 class Settings:
     detectors: tuple[str, ...] = ("vit",)
     video_detectors: tuple[str, ...] = ("lip_lstm", "vit")  # the first decides a video's verdict
@@ -56,6 +67,7 @@ class Settings:
     max_file_bytes: int = 50 * 1024 * 1024
     uncertain_band: float = 0.1  # |fake_prob - threshold| below this -> "uncertain"
     device: str = "cpu"
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -100,6 +112,13 @@ class Settings:
             max_file_bytes=int(env.get("UDFD_MAX_FILE_BYTES", base.max_file_bytes)),
             uncertain_band=float(env.get("UDFD_UNCERTAIN_BAND", base.uncertain_band)),
             device=env.get("UDFD_DEVICE", base.device),
+            feedback=FeedbackSettings(
+                dir=Path(env.get("UDFD_FEEDBACK_DIR") or base.feedback.dir),
+                repo=env.get("UDFD_FEEDBACK_REPO") or None,
+                every_minutes=float(env.get("UDFD_FEEDBACK_EVERY_MINUTES", base.feedback.every_minutes)),
+                token=env.get("HF_TOKEN") or None,
+                protector=env.get("UDFD_PROTECTOR", base.feedback.protector),
+            ),
         )
 
 

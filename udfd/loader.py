@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from udfd.config import Settings
 from udfd.detectors.base import Detector, family_for
-from udfd.errors import ModelUnavailableError
-from udfd.hub import ModelRef, model_version, parse_ref, read_config, resolve
+from udfd.errors import ModelUnavailableError, UdfdError
+from udfd.hub import UDFD_KEY, ModelRef, model_version, parse_ref, read_config, resolve
 
 log = logging.getLogger(__name__)
 
-_CACHE: dict[str, Detector] = {}
+_CACHE: dict[str, tuple[Detector, str | None]] = {}  # reference -> (detector, version stamp of a local folder)
 _LOCK = threading.Lock()
 
 
@@ -24,15 +26,42 @@ def load_detector(
 ) -> Detector:
     """Load a detector by short name (`vit`) or reference (`hf-hub:org/repo[@rev]`, `local-dir:path`).
 
-    Each resolved reference is loaded once per process; concurrent callers wait for the first load.
+    Each resolved reference is loaded once per process; concurrent callers wait for the first load. A local
+    folder is keyed on the version recorded in its config.json as well, so that when retraining promotes a
+    new version into the folder the next call loads it (the running app picks it up without a restart).
     """
     settings = settings or Settings()
     ref = parse_ref(name_or_ref, short_names=settings.models)
     key = str(ref)
     with _LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = _load_uncached(ref, name=_short_name(name_or_ref, settings), download=download)
-        return _CACHE[key]
+        stamp = _local_version(ref)
+        cached = _CACHE.get(key)
+        if cached is None or cached[1] != stamp:
+            if cached is not None:
+                log.info("%s changed version (%s -> %s): reloading", ref, cached[1], stamp)
+            _CACHE[key] = (_load_uncached(ref, name=_short_name(name_or_ref, settings), download=download), stamp)
+        return _CACHE[key][0]
+
+
+def current_detector(name: str, loaded: Detector, *, settings: Settings) -> Detector:
+    """The detector now configured under `name`: `loaded` unless its folder holds a newer version. A newer
+    version that fails to load is logged as an error and `loaded` keeps serving."""
+    if name not in settings.models:
+        return loaded
+    try:
+        return load_detector(name, settings=settings)
+    except UdfdError as e:
+        log.error("keeping %s %s: the new version could not be loaded (%s)", name, loaded.version, e)
+        return loaded
+
+
+def _local_version(ref: ModelRef) -> str | None:
+    if ref.kind != "local-dir":
+        return None
+    try:
+        return str(read_config(Path(ref.location).expanduser()).get(UDFD_KEY, {}).get("version", ""))
+    except ModelUnavailableError:
+        return None  # reported by the load itself
 
 
 def _short_name(name_or_ref: str, settings: Settings) -> str | None:
@@ -46,7 +75,7 @@ def _load_uncached(ref: ModelRef, *, name: str | None, download: Callable[..., s
     cls = family_for(config)
     try:
         detector = cls.from_pretrained(folder, config)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:  # corrupt weights included
         raise ModelUnavailableError(f"checkpoint {ref} could not be loaded as {cls.family!r}: {e}") from e
     detector.module().eval()
     if name:

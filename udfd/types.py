@@ -155,9 +155,19 @@ class Verdict:
         return out
 
 
+ProtectorDecision = Literal["accepted", "suspicious", "unscreened"]
+
+
 @dataclass(frozen=True)
 class FeedbackRecord:
-    """A visitor's flag on a verdict (stored by the feedback issue; defined here so the schema is shared)."""
+    """A visitor's flag on a verdict, as stored by `udfd.feedback.FeedbackStore` (one JSONL line each).
+
+    `model`/`revision` name the detector that produced the verdict (`revision` is its version string);
+    `scores` holds every detector's fake_prob for the flagged face; `predicted_label` is the verdict the user
+    saw and `user_label` the label they gave. `protector_score` is the protector's fake_prob (None when the
+    flag was not screened). `image_file` is set by the store, relative to its root, only when the user
+    consented and an image was given.
+    """
 
     id: str
     time: str
@@ -166,7 +176,9 @@ class FeedbackRecord:
     revision: str
     scores: dict[str, float]
     user_label: Label
-    protector_decision: Literal["accepted", "suspicious", "unscreened"]
+    protector_decision: ProtectorDecision
     protector_score: float | None
     reason: str
     consent: bool
+    predicted_label: Label | None = None
+    image_file: str | None = None

@@ -1,0 +1,196 @@
+"""Flagging in the app: a `gr.FlaggingCallback` over the feedback store and the row of flag buttons.
+
+The flag is recomputed on the server from the uploaded image (verdict, scores, protector features), so an
+API caller cannot store scores the model never gave. `feedback_row(...)` adds the buttons to the current
+Blocks context; the same work is callable as `api_name="flag"`:
+
+    client.predict(handle_file(path), "vit", "Wrong — it is real", False, api_name="/flag")
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from udfd.config import Settings
+from udfd.detectors.base import Detector
+from udfd.errors import MediaError, UdfdError
+from udfd.feedback import FeedbackStore, StoreStatus, new_record, open_store
+from udfd.loader import current_detector
+from udfd.media import decode_image, read_image
+from udfd.pipeline import analyze_image
+from udfd.protector import Protector, load_protector
+from udfd.types import FeedbackRecord, Label
+
+log = logging.getLogger(__name__)
+
+CHOICES: dict[str, Label | None] = {"Correct": None, "Wrong — it is real": "real", "Wrong — it is fake": "fake"}
+WHAT_IS_STORED = (
+    "**Feedback.** Tell us whether the verdict is right. We store your answer with the SHA-256 hash of the "
+    "image, the models' scores and versions, and our protector's check of the answer (flags are screened "
+    "against deliberate mislabelling). The image itself is stored **only if you tick the box**, re-encoded "
+    "as PNG without its file metadata, to retrain the detector; without consent only scores and hashes are kept."
+)
+CONSENT_LABEL = "Store this image to improve the detector (optional)"
+
+
+class StoreFlaggingCallback(gr.FlaggingCallback):
+    """Screens a flag with the protector and appends it to the feedback store.
+
+    `flag_data` is `[image payload (FileData dict or path), detector name, consent]`; `flag_option` is one of
+    `CHOICES`. `flag` returns the number of flags this process has stored; `flag_record` returns the record.
+    """
+
+    def __init__(self, settings: Settings, detectors: dict[str, Detector], *, store: FeedbackStore,
+                 protector: Protector | None, protector_problem: str = "") -> None:
+        self.settings, self.detectors, self.store = settings, detectors, store
+        self.protector, self.protector_problem = protector, protector_problem
+        self.count = 0
+        self._count_lock = threading.Lock()
+
+    def setup(self, components: Sequence[Any], flagging_dir: str) -> None:
+        # The store's folder comes from Settings (UDFD_FEEDBACK_DIR); Gradio's flagging_dir is not used.
+        self.components = list(components)
+
+    def flag(self, flag_data: list[Any], flag_option: str | None = None, username: str | None = None) -> int:
+        self.flag_record(flag_data, flag_option)
+        return self.count
+
+    def flag_record(self, flag_data: list[Any], flag_option: str | None) -> FeedbackRecord:
+        payload, detector_name, consent = (list(flag_data) + [None, None, False])[:3]
+        if flag_option not in CHOICES:
+            raise gr.Error(f"unknown feedback {flag_option!r}; use one of {list(CHOICES)}", print_exception=False)
+        if not self.detectors:
+            raise gr.Error("feedback is unavailable: no detector is loaded", print_exception=False)
+        name = detector_name or next(iter(self.detectors))
+        if name not in self.detectors:
+            raise gr.Error(f"unknown detector {name!r}; choose one of {sorted(self.detectors)}", print_exception=False)
+        det = current_detector(name, self.detectors[name], settings=self.settings)  # a promoted version
+        image = _decode_payload(payload, self.settings)
+        try:
+            verdict = analyze_image(image, settings=self.settings, detectors=[det])
+        except UdfdError as e:
+            raise gr.Error(str(e), print_exception=False) from e
+        face = max(verdict.faces, key=lambda f: f.fake_prob)
+        predicted: Label = verdict.overall.label
+        user_label = CHOICES[flag_option] or predicted
+        record = new_record(media_sha256=image.sha256, model=name, revision=det.version, scores=face.scores,
+                            predicted_label=predicted, user_label=user_label, consent=bool(consent))
+        record = self._screen(record, det, image.pixels, face.box)
+        stored = self.store.append(record, image=image.pixels if consent else None)
+        with self._count_lock:
+            self.count += 1
+        log.info("flag %s: %s -> %s (%s)", stored.id, predicted, user_label, stored.protector_decision)
+        return stored
+
+    def _screen(self, record: FeedbackRecord, det: Detector, pixels: np.ndarray, box: tuple) -> FeedbackRecord:
+        self._refresh_protector(det.version)
+        if self.protector is None:
+            return dataclasses.replace(record, reason=f"not screened: {self.protector_problem or 'no protector'}")
+        x0, y0, x1, y1 = box
+        low, high = det.features(det.preprocess([np.ascontiguousarray(pixels[y0:y1, x0:x1])]))
+        problem = self.protector.accepts_detector(det.name, low.shape[1], high.shape[1], version=det.version)
+        if problem:
+            return dataclasses.replace(record, reason=f"not screened: {problem}")
+        s = self.protector.screen(low, high, [record.user_label])[0]
+        return dataclasses.replace(record, protector_decision=s.decision, protector_score=round(s.fake_prob, 6),
+                                   reason=s.reason)
+
+
+    def _refresh_protector(self, detector_version: str) -> None:
+        """After a promotion the detector has a new version; load the protector again when it was retrained
+        for that version too (otherwise flags are stored unscreened, with the reason)."""
+        p = self.protector
+        if p is None or not p.config.detector_version or p.config.detector_version == detector_version:
+            return
+        try:
+            fresh = load_protector(self.settings.feedback.protector)
+        except UdfdError as e:
+            log.error("protector reload failed: %s", e)
+            return
+        if fresh.config.detector_version == detector_version:
+            log.info("protector %s for %s loaded", fresh.version, detector_version)
+            self.protector = fresh
+
+
+def _decode_payload(payload: Any, settings: Settings):
+    """The uploaded image from a Gradio FileData payload (path or inline data URL) or a plain path."""
+    if isinstance(payload, dict):
+        path, url = payload.get("path"), payload.get("url") or ""
+        if not path and url.startswith("data:") and "," in url:
+            try:
+                data = base64.b64decode(url.split(",", 1)[1], validate=True)
+            except ValueError as e:
+                raise gr.Error("the image data sent is not valid base64", print_exception=False) from e
+            return _guard(lambda: decode_image(data, name="webcam image", max_pixels=settings.max_pixels))
+        payload = path
+    if not payload:
+        raise gr.Error("Upload and analyse an image first", print_exception=False)
+    name = Path(str(payload)).name
+    image = _guard(lambda: read_image(str(payload), max_pixels=settings.max_pixels,
+                                      max_file_bytes=settings.max_file_bytes))
+    return dataclasses.replace(image, source=name)
+
+
+def _guard(fn: Any) -> Any:
+    try:
+        return fn()
+    except MediaError as e:
+        raise gr.Error(f"{Path(e.file).name}: {e.reason}", print_exception=False) from e
+
+
+def make_callback(settings: Settings, detectors: dict[str, Detector], *,
+                  hf_api: Any = None) -> tuple[StoreFlaggingCallback, StoreStatus]:
+    """Open the store (and its Hub push when configured) and load the protector; problems are logged."""
+    store, _scheduler, status = open_store(settings.feedback, hf_api=hf_api)
+    protector, problem = None, ""
+    try:
+        protector = load_protector(settings.feedback.protector)
+    except UdfdError as e:
+        problem = f"protector unavailable ({e})"
+        log.warning("flags will be stored unscreened: %s", problem)
+    return StoreFlaggingCallback(settings, detectors, store=store, protector=protector,
+                                 protector_problem=problem), status
+
+
+def feedback_row(image: gr.components.Component, detector: gr.components.Component, settings: Settings,
+                 detectors: dict[str, Detector], *, hf_api: Any = None) -> StoreFlaggingCallback:
+    """Add the flag buttons, consent box and status to the current Blocks; register `api_name="flag"`."""
+    callback, status = make_callback(settings, detectors, hf_api=hf_api)
+    gr.Markdown(WHAT_IS_STORED)
+    with gr.Row():
+        buttons = {choice: gr.Button(choice, size="sm", interactive=bool(detectors)) for choice in CHOICES}
+        consent = gr.Checkbox(value=False, label=CONSENT_LABEL)
+    message = gr.Markdown()
+    callback.setup([image, detector, consent], str(settings.feedback.dir))
+
+    def on_flag(payload: Any, name: str | None, choice: str, agreed: bool) -> dict[str, Any]:
+        rec = callback.flag_record([payload, name, agreed], choice)
+        return {"id": rec.id, "user_label": rec.user_label, "predicted_label": rec.predicted_label,
+                "protector_decision": rec.protector_decision, "protector_score": rec.protector_score,
+                "reason": rec.reason, "image_stored": rec.image_file is not None}
+
+    for choice, button in buttons.items():
+        button.click(lambda p, n, a, c=choice: _thanks(on_flag(p, n, c, a)), inputs=[image, detector, consent],
+                     outputs=message, preprocess=False, api_visibility="private")
+    # The API endpoint: the choice is an input here (hidden in the UI, where each button carries its own).
+    choice_in = gr.Radio(list(CHOICES), value="Correct", visible=False, label="feedback")
+    result = gr.JSON(visible=False)
+    gr.Button(visible=False).click(on_flag, inputs=[image, detector, choice_in, consent], outputs=result,
+                                   preprocess=False, api_name="flag")
+    log.info("%s", status.message)
+    return callback
+
+
+def _thanks(r: dict[str, Any]) -> str:
+    kept = "the image was stored" if r["image_stored"] else "only scores and the image hash were stored"
+    return (f"Thank you: recorded as **{r['user_label']}** (model said {r['predicted_label']}); protector:"
+            f" {r['protector_decision']} — {r['reason']}; {kept}.")
