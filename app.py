@@ -240,9 +240,9 @@ def build_app(
                 api_name="analyze_image",
                 preprocess=False,
             )
-            feedback_row(image_in, choice, settings, available)  # flag buttons + consent; api_name="flag"
+            flagging = feedback_row(image_in, choice, settings, available)  # flag buttons + consent; api_name="flag"
         with gr.Tab("Video"):
-            build_video_tab(settings, all_detectors, unavailable)
+            build_video_tab(settings, all_detectors, unavailable, flagging=flagging)
         with gr.Tab("Compare"):
             video_reason = dict.fromkeys(video_only, "scores videos only: see the Video tab")
             build_compare_tab(available=available, unavailable=unavailable | video_reason, settings=settings,

@@ -172,3 +172,39 @@ def test_served_analyze_video_endpoint(tiny_settings, face_video: Path, tmp_path
         assert client.predict(handle_file(face_video), "vit", [], api_name="/analyze_video")[5]["kind"] == "video"
     finally:
         demo.close()
+
+
+@pytest.mark.slow
+def test_video_tab_flag_is_stored_with_the_video_hash(tiny_settings, face_video: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    import app
+    from tests.test_app import _free_port
+    from udfd.config import FeedbackSettings
+    from udfd.feedback import read_records
+
+    store = tmp_path / "flags"
+    settings = replace(tiny_settings, video=VideoSettings(frames=4), video_detectors=("vit",),
+                       feedback=FeedbackSettings(dir=store, protector=f"local-dir:{tmp_path / 'none'}"))
+    demo = app.build_app(settings)
+    demo.queue(default_concurrency_limit=2)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), server_name="127.0.0.1", quiet=True)
+    try:
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
+        with pytest.raises(AppError, match="Analyse a video first"):
+            client.predict("Correct", False, api_name="/flag_video")
+        verdict = client.predict(handle_file(face_video), "vit", [], api_name="/analyze_video")[5]
+        message = client.predict("Wrong — it is fake", True, api_name="/flag_video")
+        assert "recorded as **fake**" in message and "face crop was stored" in message
+    finally:
+        demo.close()
+    records = read_records(store).records
+    assert len(records) == 1
+    rec = records[0]
+    assert rec.media_sha256 == hashlib.sha256(face_video.read_bytes()).hexdigest()
+    assert rec.user_label == "fake" and rec.predicted_label == verdict["overall"]["label"] and rec.consent
+    assert rec.scores == verdict["faces"][0]["scores"]
+    assert rec.protector_decision == "unscreened" and "not screened" in rec.reason

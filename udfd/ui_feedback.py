@@ -85,10 +85,19 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         record = new_record(media_sha256=image.sha256, model=name, revision=det.version, scores=face.scores,
                             predicted_label=predicted, user_label=user_label, consent=bool(consent))
         record = self._screen(record, det, image.pixels, face.box)
-        stored = self.store.append(record, image=image.pixels if consent else None)
+        return self.store_flag(record, image=image.pixels if consent else None)
+
+    def flag_face(self, record: FeedbackRecord, det: Detector, face: np.ndarray, *, consent: bool) -> FeedbackRecord:
+        """Screen and store a flag whose verdict was computed elsewhere (the Video tab: the decisive face)."""
+        record = self._screen(record, det, face, (0, 0, face.shape[1], face.shape[0]))
+        return self.store_flag(record, image=face if consent else None)
+
+    def store_flag(self, record: FeedbackRecord, *, image: np.ndarray | None) -> FeedbackRecord:
+        stored = self.store.append(record, image=image)
         with self._count_lock:
             self.count += 1
-        log.info("flag %s: %s -> %s (%s)", stored.id, predicted, user_label, stored.protector_decision)
+        log.info("flag %s: %s -> %s (%s)", stored.id, record.predicted_label, record.user_label,
+                 stored.protector_decision)
         return stored
 
     def _screen(self, record: FeedbackRecord, det: Detector, pixels: np.ndarray, box: tuple) -> FeedbackRecord:

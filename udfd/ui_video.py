@@ -20,12 +20,20 @@ from PIL import ImageDraw
 from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import MediaError, UdfdError
+from udfd.feedback import new_record
 from udfd.pipeline import VideoAnalysis, run_video
+from udfd.ui_feedback import CHOICES, StoreFlaggingCallback
 
 log = logging.getLogger(__name__)
 
 COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74), "uncertain": (245, 158, 11)}
 TABLE_HEADERS = ["detector", "version", "video fake_prob", "verdict", "frame mean", "frame max", "kind"]
+VIDEO_WHAT_IS_STORED = (
+    "**Feedback.** Tell us whether the video's verdict is right. We store your answer with the SHA-256 hash of the "
+    "video, the models' scores and versions, and our protector's check of the answer. One face crop (the decisive "
+    "face, middle frame of its track) is stored **only if you tick the box**, as PNG, to retrain the detector; "
+    "the video itself is never stored."
+)
 GALLERY_FRAMES = 6
 LIP_TILES = 16
 
@@ -148,8 +156,10 @@ def video_payload_path(payload: Any) -> str | None:
     return None
 
 
-def build_video_tab(settings: Settings, available: dict[str, Detector], unavailable: dict[str, str]) -> None:
-    """Add the Video tab's components and its `analyze_video` endpoint to the enclosing Blocks."""
+def build_video_tab(settings: Settings, available: dict[str, Detector], unavailable: dict[str, str], *,
+                    flagging: StoreFlaggingCallback | None = None) -> None:
+    """Add the Video tab's components and its `analyze_video` endpoint to the enclosing Blocks; with `flagging`,
+    the same feedback buttons as the Image tab (`api_name="flag_video"`)."""
     usable = list(available)
     wanted = [n for n in settings.video_detectors if n in available]
     default_primary = wanted[0] if wanted else next(iter(usable), None)
@@ -165,7 +175,8 @@ def build_video_tab(settings: Settings, available: dict[str, Detector], unavaila
             raise gr.Error(f"Detector {primary} is unavailable: {unavailable.get(primary, 'unknown')}",
                            print_exception=False)
         dets = [available[primary]] + [available[n] for n in (others or []) if n in available and n != primary]
-        return analyze(path, settings, dets, progress=lambda f, what: progress(f, desc=what))
+        analysis = run(path, settings, dets, progress=lambda f, what: progress(f, desc=what))
+        return (*outputs(analysis, settings, dets), last_verdict(analysis, dets[0]))
 
     with gr.Row():
         with gr.Column():
@@ -183,21 +194,70 @@ def build_video_tab(settings: Settings, available: dict[str, Detector], unavaila
     gallery = gr.Gallery(label="Most suspicious frames", columns=3, height="auto")
     lips = gr.Image(label="Lip crops fed to lip_lstm (main face track)", interactive=False, format="png")
     verdict_json = gr.JSON(label="Verdict JSON")
+    state = gr.State(None)  # the last verdict of this visitor, kept on the server for the feedback buttons
     button.click(on_analyze, inputs=[video_in, primary, others],
-                 outputs=[overall, table, timeline, gallery, lips, verdict_json, notes],
+                 outputs=[overall, table, timeline, gallery, lips, verdict_json, notes, state],
                  api_name="analyze_video", preprocess=False)
+    if flagging is not None:
+        _flag_row(flagging, state, available)
+
+
+def last_verdict(analysis: VideoAnalysis, decider: Detector) -> dict[str, Any]:
+    """What a flag on this video records: hashes, scores and the decisive face (the most-fake track's
+    middle frame), which is what the protector screens and what is stored with consent."""
+    v = analysis.verdict
+    k = next(i for i, f in enumerate(v.faces) if f.fake_prob == v.overall.fake_prob)
+    t, j = analysis.tracks[k][len(analysis.tracks[k]) // 2]
+    return {"sha256": analysis.sample.sha256, "detector": decider.name, "revision": decider.version,
+            "scores": dict(v.faces[k].scores), "predicted": v.overall.label, "face": analysis.faces[t][j].pixels}
+
+
+def _flag_row(flagging: StoreFlaggingCallback, state: gr.State, available: dict[str, Detector]) -> None:
+    gr.Markdown(VIDEO_WHAT_IS_STORED)
+    with gr.Row():
+        buttons = {choice: gr.Button(choice, size="sm") for choice in CHOICES}
+        consent = gr.Checkbox(value=False, label="Store the decisive face crop to improve the detector (optional)")
+    message = gr.Markdown()
+
+    def on_flag(last: dict[str, Any] | None, choice: str, agreed: bool) -> str:
+        if not last:
+            raise gr.Error("Analyse a video first", print_exception=False)
+        if choice not in CHOICES:
+            raise gr.Error(f"unknown feedback {choice!r}; use one of {list(CHOICES)}", print_exception=False)
+        record = new_record(media_sha256=last["sha256"], model=last["detector"], revision=last["revision"],
+                            scores=last["scores"], predicted_label=last["predicted"],
+                            user_label=CHOICES[choice] or last["predicted"], consent=bool(agreed))
+        stored = flagging.flag_face(record, available[last["detector"]], last["face"], consent=bool(agreed))
+        kept = "the face crop was stored" if stored.image_file else "only scores and the video hash were stored"
+        return (f"Thank you: recorded as **{stored.user_label}** (model said {stored.predicted_label}); "
+                f"protector: {stored.protector_decision} — {stored.reason}; {kept}.")
+
+    for choice, button in buttons.items():
+        button.click(lambda last, a, c=choice: on_flag(last, c, a), inputs=[state, consent], outputs=message,
+                     api_visibility="private")
+    choice_in = gr.Radio(list(CHOICES), value="Correct", visible=False, label="feedback")
+    gr.Button(visible=False).click(on_flag, inputs=[state, choice_in, consent], outputs=message,
+                                   api_name="flag_video")
 
 
 def analyze(path: str, settings: Settings, detectors: Sequence[Detector], *,
             progress: Callable[[float, str], None] | None = None) -> tuple[Any, ...]:
     """Run the video pipeline and turn the result into the tab's outputs; errors become gr.Error."""
+    return outputs(run(path, settings, detectors, progress=progress), settings, detectors)
+
+
+def run(path: str, settings: Settings, detectors: Sequence[Detector], *,
+        progress: Callable[[float, str], None] | None = None) -> VideoAnalysis:
     name = Path(path).name
     try:
-        analysis = run_video(path, settings=settings, detectors=detectors, progress=progress)
+        return run_video(path, settings=settings, detectors=detectors, progress=progress)
     except MediaError as e:
         raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
     except UdfdError as e:
         raise gr.Error(str(e), print_exception=False) from e
+
+
+def outputs(analysis: VideoAnalysis, settings: Settings, detectors: Sequence[Detector]) -> tuple[Any, ...]:
     v = analysis.verdict
     return (
         {"fake": v.overall.fake_prob, "real": 1.0 - v.overall.fake_prob},
