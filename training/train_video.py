@@ -317,6 +317,7 @@ def _finish(args: argparse.Namespace, det: LipLSTMDetector, root: Path, videos: 
     n_params = sum(p.numel() for p in det.net.parameters())
     card = render_card(
         template="lip_lstm.md", model_name=out.name, dataset=train_cfg["data"], results=results,
+        task_type="video-classification",
         context={"version": version, "n_params": f"{n_params / 1e6:.2f} M", "threshold": det.threshold,
                  "epochs": epochs, "videos": rows, "training_config": json.dumps(train_cfg, indent=1),
                  "seq_len": args.seq_len, "roi_size": args.roi_size, "theta": args.flow_threshold},
