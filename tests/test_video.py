@@ -125,6 +125,17 @@ def test_sample_video_uniform_fallback_on_a_still_clip(tmp_path: Path) -> None:
     assert sample.selection == "uniform_fallback" and list(sample.indices) == uniform_indices(10, 4)
 
 
+@pytest.mark.parametrize(("ext", "codec"), [("avi", "MJPG"), ("mkv", "XVID"), ("mov", "mp4v"), ("webm", "VP80")])
+def test_other_containers(tmp_path: Path, ext: str, codec: str) -> None:
+    path = tmp_path / f"clip.{ext}"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 10, (96, 64))
+    for frame in _moving_frames(6):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    sample = sample_video(path, VideoSettings(frames=3))
+    assert sample.info.frame_count == 6 and len(sample.frames) == 3
+
+
 def test_one_frame_video_works(tmp_path: Path) -> None:
     sample = sample_video(write_video(tmp_path / "one.mp4", _moving_frames(1)), VideoSettings(frames=60))
     assert sample.indices == (0,) and len(sample.frames) == 1
