@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from udfd.bench import _environment
+from udfd.bench import _contention_notes, _cpu_busy, _environment, _load_avg, _training_running
 from udfd.config import PROJECT_ROOT, Settings
 from udfd.detectors.base import Detector
 from udfd.errors import UdfdError
@@ -57,6 +57,7 @@ def run_video_bench(*, settings: Settings, clip: Path | None = None, seconds: fl
         log.warning("lip_lstm unavailable, the udfd path runs the image detector only: %s", e)
     for det in video_dets:
         warm_up(det)
+    env = _environment()
     k = settings.video.frames
     base = replace(settings.video, max_seconds=seconds)
     paths = {
@@ -71,6 +72,8 @@ def run_video_bench(*, settings: Settings, clip: Path | None = None, seconds: fl
         best = min(runs, key=lambda r: r["wall_s"])
         results[key] = {"label": label, **best, "wall_s_runs": [r["wall_s"] for r in runs]}
     duration = results["udfd"]["clip_seconds"]
+    env |= {"load_avg_after": _load_avg(), "cpu_busy_after": _cpu_busy(),
+            "training_running_after": _training_running()}
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "clip": {"file": clip.name, "analysed_seconds": round(duration, 2), **results["udfd"].pop("clip")},
@@ -78,7 +81,11 @@ def run_video_bench(*, settings: Settings, clip: Path | None = None, seconds: fl
         "repeats": repeats,
         "detectors": {"image": image_det.name, "video": [d.name for d in video_dets]},
         "paths": results,
-        "environment": _environment(),
+        "environment": env,
+        "notes": _contention_notes(env) + [
+            "wall_s is the best of `repeats` runs; stage shares come from Verdict.timings_ms of that run.",
+            "peak_traced_mib counts numpy/Python allocations (tracemalloc), not OpenCV's or torch's own buffers.",
+        ],
         "table": format_video_table(results, duration),
     }
 

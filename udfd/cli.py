@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--video", action="store_true", help="benchmark video analysis instead (bench_video.json)")
     be.add_argument("--video-file", type=Path, help="clip for --video (default: a 720p dev clip)")
     be.add_argument("--seconds", type=float, default=10.0, help="analyse the first N seconds (--video)")
+    be.add_argument("--repeats", type=int, default=3, help="runs per path, the best is kept (--video)")
     be.set_defaults(func=cmd_bench, detector=None)
 
     from udfd.feedback_cli import add_commands  # feedback stats|export, retrain
@@ -163,7 +164,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.video:
         from udfd.bench_video import run_video_bench
 
-        result = run_video_bench(settings=settings, clip=args.video_file, seconds=args.seconds)
+        result = run_video_bench(settings=settings, clip=args.video_file, seconds=args.seconds, repeats=args.repeats)
     else:
         from udfd.bench import run_bench
 
