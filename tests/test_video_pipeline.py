@@ -118,7 +118,7 @@ def test_train_video_smoke_cv_checkpoint_and_push(tmp_path: Path, shared_faces: 
     faces = sorted((shared_faces / "real" / "lfw").glob("*.jpg"))[:6]
     for i, f in enumerate(faces):
         label = "fake" if i % 2 else "real"
-        folder = tmp_path / "videos" / label / "src"
+        folder = tmp_path / "videos" / label / ("src" if i < 4 else "other")
         folder.mkdir(parents=True, exist_ok=True)
         write_video(folder / f"clip{i}.mp4", face_clip(read_image(f).pixels, 8, seed=i))
     api = FakeHfApi()
@@ -134,6 +134,13 @@ def test_train_video_smoke_cv_checkpoint_and_push(tmp_path: Path, shared_faces: 
     assert results["cross-validation (out of fold)"]["n"] == 6
     assert "cross-validation" in (out / "README.md").read_text()
     assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]
+    # Cross-source: train on the other sources, test on one.
+    cross = tmp_path / "cross"
+    main(["--data", str(tmp_path / "videos"), "--output", str(cross), "--epochs", "1", "--seq-len", "4",
+          "--frames-per-video", "6", "--roi-size", "16", "--arch", arch, "--cache-dir", str(tmp_path / "cache"),
+          "--mixed-precision", "no", "--test-source", "other"])
+    cross_results = json.loads((cross / "eval_results.json").read_text())["results"]
+    assert cross_results["test (other)"]["n"] == 2
     clear_cache()
     det = load_detector(f"local-dir:{out}", settings=Settings())
     assert det.modality == "video" and det.version.endswith("t1")
