@@ -29,6 +29,7 @@ from training.options import common_parser, resolve, training_record  # noqa: E4
 from udfd.cards import render_card, write_card  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.detectors.base import get_family  # noqa: E402
+from udfd.fairness import apply_transform, balance_plan, read_annotations, sha256_file  # noqa: E402
 from udfd.hub import push_folder  # noqa: E402
 from udfd.metrics import (  # noqa: E402
     best_f1_threshold,
@@ -43,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "family": "vit", "epochs": 15, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.05, "patience": 4,
     "lr_patience": 1, "lr_factor": 0.3, "optimizer": "adamw", "warmup_steps": 0, "seed": 42, "crop_size": 144, "val_share": 0.1, "test_share": 0.1, "arch": {},
     "report_to": "tensorboard", "logging_dir": "runs", "cache_dir": ".cache/udfd", "max_minutes": 0.0,
-    "version": "", "max_samples": 0,
+    "version": "", "max_samples": 0, "min_share": 0.2,
 }
 
 
@@ -53,6 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up steps")
     p.add_argument("--pretrained", help="ImageNet weights for families that take them (hf-hub:... or local-dir:file)")
+    p.add_argument("--balance", action="store_true",
+                   help="balance the train split by ethnicity (needs --annotations), then real = fake")
+    p.add_argument("--annotations", type=Path, help="CSV from `udfd fairness annotate` (sha256 -> gender, ethnicity)")
+    p.add_argument("--min-share", type=float, help="with --balance: the least share of every ethnicity (0.2)")
     p.add_argument("--eval-only", action="store_true",
                    help="no training: recalibrate and re-evaluate the checkpoint already in --output")
     args = p.parse_args(argv)
@@ -77,16 +82,19 @@ class _LogitsModule(torch.nn.Module):
 
 
 class CropDataset(torch.utils.data.Dataset):
+    """Crops by index; `transforms[i]` (from a balancing plan) is a geometric copy applied before augmentation."""
+
     def __init__(self, crops: np.ndarray, labels: np.ndarray, idx: list[int], detector: Any, *,
-                 train: bool, seed: int) -> None:
+                 train: bool, seed: int, transforms: list[str] | None = None) -> None:
         self.crops, self.labels, self.idx, self.detector = crops, labels, idx, detector
         self.train, self.rng, self.aug = train, np.random.default_rng(seed), AugmentConfig()
+        self.transforms = transforms or ["none"] * len(idx)
 
     def __len__(self) -> int:
         return len(self.idx)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img = self.crops[self.idx[i]]
+        img = apply_transform(self.crops[self.idx[i]], self.transforms[i])
         if self.train:
             img = augment(img, self.rng, self.aug)
         return self.detector.preprocess([img])[0], int(self.labels[self.idx[i]])
@@ -172,8 +180,12 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
         raise SystemExit(f"the {args.family!r} family trains with training/{own_script}, not train_image.py")
     detector = family.create(args.arch)
     model = _LogitsModule(detector)
-    train_dl = torch.utils.data.DataLoader(CropDataset(crops, labels, split["train"], detector, train=True,
-                                                       seed=args.seed), batch_size=args.batch_size, shuffle=True)
+    train_idx, transforms = split["train"], None
+    if args.balance:
+        train_idx, transforms, args.balance_counts = balanced_train(args, root, samples, labels, split["train"])
+    train_dl = torch.utils.data.DataLoader(CropDataset(crops, labels, train_idx, detector, train=True,
+                                                       seed=args.seed, transforms=transforms),
+                                           batch_size=args.batch_size, shuffle=True)
     optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[args.optimizer]
     opt = optimizer(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=args.lr_factor, patience=args.lr_patience)
@@ -218,6 +230,31 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
     return args.output
 
 
+def balanced_train(args: argparse.Namespace, root: Path, samples: list[Sample], labels: np.ndarray,
+                   train: list[int]) -> tuple[list[int], list[str], dict[str, Any]]:
+    """The train split after `udfd.fairness.balance_plan`: indices, transforms and before/after counts."""
+    if not args.annotations:
+        raise SystemExit("--balance needs --annotations CSV (udfd fairness annotate)")
+    annotations = read_annotations(args.annotations)
+    eth = []
+    for i in train:
+        a = annotations.get(sha256_file(root / samples[i].path))
+        eth.append(a.ethnicity if a else "unknown")
+    plan = balance_plan(eth, [int(labels[i]) for i in train], min_share=args.min_share, seed=args.seed)
+
+    def counts(items: list[tuple[int, str]]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for j, _ in items:
+            cls = "fake" if labels[train[j]] else "real"
+            out.setdefault(eth[j], {"real": 0, "fake": 0})[cls] += 1
+        return dict(sorted(out.items()))
+
+    summary = {"min_share": args.min_share, "before": counts([(j, "none") for j in range(len(train))]),
+               "after": counts(plan), "geometric_copies": sum(t != "none" for _, t in plan)}
+    logging.getLogger(__name__).info("balanced train split: %s", summary)
+    return [train[j] for j, _ in plan], [t for _, t in plan], summary
+
+
 def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: np.ndarray, samples: list[Sample],
             split: dict[str, list[int]], root: Path, *, hf_api: Any) -> None:
     """Calibrate on val, evaluate every split and source, write the checkpoint folder, optionally push."""
@@ -260,6 +297,7 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
             "version": version, "seed": args.seed, "crop_size": args.crop_size,
             "split_sizes": {k: len(v) for k, v in split.items()},
             "data_desc": _data_desc(samples), "training_config": json.dumps(train_cfg, indent=1),
+            "balance": getattr(args, "balance_counts", None),
         },
     )
     write_card(out, card)

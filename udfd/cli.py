@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--limit", type=int, default=0, help="at most N images per class (seeded sample)")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--split", help="SPLIT_JSON:NAME, e.g. models/udfd-vit-tiny/split.json:test — only those files")
+    ev.add_argument("--groups", type=Path, help="annotations CSV (udfd fairness annotate): metrics per group")
+    ev.add_argument("--card", type=Path, help="with --groups: write the fairness section + figure into this "
+                    "model folder's README.md")
     ev.add_argument("--kind", choices=("auto", "image", "video"), default="auto",
                     help="image or video folder (auto: video when it holds videos and no images)")
     ev.set_defaults(func=cmd_evaluate)
@@ -69,9 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--repeats", type=int, default=3, help="runs per path, the best is kept (--video)")
     be.set_defaults(func=cmd_bench, detector=None)
 
+    from udfd.fairness_cli import add_commands as add_fairness
     from udfd.feedback_cli import add_commands  # feedback stats|export, retrain
 
     add_commands(sub)
+    add_fairness(sub)
     return p
 
 
@@ -152,7 +158,25 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
             settings = replace(settings, video_detectors=tuple(args.detector))
         report = evaluate_videos(args.data, settings=settings)
     else:
-        report = evaluate_folder(args.data, settings=settings, limit=args.limit, seed=args.seed)
+        annotations = None
+        if args.groups:
+            from udfd.fairness import read_annotations
+
+            annotations = read_annotations(args.groups)
+        only = None
+        if args.split:
+            from udfd.evaluate import split_files
+
+            file, _, name = args.split.rpartition(":")
+            only = split_files(Path(file), name) if file else split_files(Path(name), "test")
+        report = evaluate_folder(args.data, settings=settings, limit=args.limit, seed=args.seed,
+                                 annotations=annotations, only=only)
+        if only is not None:
+            report["split"] = args.split
+        if args.card and "per_group" in report:
+            from udfd.fairness_cli import write_fairness_card
+
+            write_fairness_card(args.card, report)
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -18,12 +18,16 @@ from udfd.pipeline import analyze_image, load_detectors
 log = logging.getLogger(__name__)
 
 
-def labelled_files(root: Path, *, limit: int = 0, seed: int = 0) -> list[tuple[Path, int, str]]:
-    """(path, label, source) for every image under root/real and root/fake; source = first folder below."""
+def labelled_files(root: Path, *, limit: int = 0, seed: int = 0,
+                   only: set[str] | None = None) -> list[tuple[Path, int, str]]:
+    """(path, label, source) for every image under root/real and root/fake; source = first folder below.
+    `only`: keep just these paths (relative to root, e.g. a checkpoint's held-out split)."""
     out = []
     for label, name in ((0, "real"), (1, "fake")):
         base = root / name
         files = iter_image_files([base]) if base.is_dir() else []
+        if only is not None:
+            files = [f for f in files if f.relative_to(root).as_posix() in only]
         if limit and len(files) > limit:
             pick = np.random.default_rng(seed).choice(len(files), limit, replace=False)
             files = [files[i] for i in sorted(pick)]
@@ -35,12 +39,25 @@ def labelled_files(root: Path, *, limit: int = 0, seed: int = 0) -> list[tuple[P
     return out
 
 
-def evaluate_folder(root: Path, *, settings: Settings, limit: int = 0, seed: int = 0) -> dict[str, Any]:
-    """Metrics of the first configured detector (image verdict = most-fake face), overall and per source."""
+def split_files(path: Path, split: str) -> set[str]:
+    """The files of one split of a checkpoint's split.json (paths relative to the data root)."""
+    import json
+
+    try:
+        splits = json.loads(Path(path).read_text(encoding="utf-8"))["splits"]
+        return set(splits[split])
+    except (OSError, ValueError, KeyError) as e:
+        raise UdfdError(f"cannot read split {split!r} from {path}: {e}") from e
+
+
+def evaluate_folder(root: Path, *, settings: Settings, limit: int = 0, seed: int = 0,
+                    annotations: dict[str, Any] | None = None, only: set[str] | None = None) -> dict[str, Any]:
+    """Metrics of the first configured detector (image verdict = most-fake face), overall and per source; with
+    `annotations` (sha256 -> udfd.fairness.Annotation) also per gender / ethnicity group."""
     detectors = load_detectors(settings)
     primary = detectors[0]
-    items = labelled_files(root, limit=limit, seed=seed)
-    labels, probs, sources, errors, no_face = [], [], [], [], 0
+    items = labelled_files(root, limit=limit, seed=seed, only=only)
+    labels, probs, sources, errors, no_face, scored = [], [], [], [], 0, []
     for path, label, source in tqdm(items, desc=f"evaluate {primary.name}", unit="img"):
         try:
             verdict = analyze_image(path, settings=settings, detectors=[primary])
@@ -48,13 +65,19 @@ def evaluate_folder(root: Path, *, settings: Settings, limit: int = 0, seed: int
             errors.append({"file": str(path), "error": str(e)})
             continue
         no_face += not verdict.faces[0].face_found
+        scored.append(path)
         labels.append(label)
         probs.append(verdict.overall.fake_prob)
         sources.append(source)
     if not labels:
         raise UdfdError(f"none of the {len(items)} images under {root} could be analysed")
     t = primary.threshold
-    return {
+    per_group = {}
+    if annotations is not None:
+        from udfd.fairness_cli import per_group_report
+
+        per_group = {"per_group": per_group_report(scored, labels, probs, annotations, threshold=t)}
+    return per_group | {
         "detector": primary.name,
         "version": primary.version,
         "data": str(root),
