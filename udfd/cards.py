@@ -55,3 +55,48 @@ def write_card(folder: Path, text: str) -> Path:
     path = folder / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+ROBUSTNESS_START = "<!-- robustness -->"
+ROBUSTNESS_END = "<!-- /robustness -->"
+
+
+def robustness_markdown(entry: dict[str, Any], *, how: str) -> str:
+    """A card's robustness table from one detector's `evaluate_folder(...)["robustness"][name]` (pure)."""
+    c = entry["clean"]
+    auc = f"{c['roc_auc']:.3f}" if c["roc_auc"] is not None else "–"
+    lines = [
+        f"Measured by `{how}`: the same {c['n']} images scored clean and after each perturbation (faces detected",
+        "again on the perturbed image), at this checkpoint's threshold. Δ = perturbed − clean. *Flips*: share of",
+        "images whose verdict changes; *real → fake*: share of real images newly called fake.",
+        "",
+        f"Clean: accuracy {c['accuracy']:.3f}, ROC-AUC {auc}, ECE (15 bins) {c['ece']:.3f}.",
+        "",
+        "| perturbation | ROC-AUC | Δ AUC | accuracy | Δ accuracy | mean \\|Δ fake_prob\\| | flips | real → fake "
+        "| fake → real |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def f(v: float | None, fmt: str = ".3f") -> str:
+        return "–" if v is None else format(v, fmt)
+
+    for name, r in entry["perturbed"].items():
+        lines.append(f"| {name} | {f(r['roc_auc'])} | {f(r['delta_roc_auc'], '+.3f')} | {f(r['accuracy'])} | "
+                     f"{f(r['delta_accuracy'], '+.3f')} | {f(r['mean_abs_delta_fake_prob'])} | "
+                     f"{f(r['flip_share'], '.1%')} | {f(r['real_newly_fake_share'], '.1%')} | "
+                     f"{f(r['fake_newly_real_share'], '.1%')} |")
+    return "\n".join(lines)
+
+
+def replace_robustness_section(card: str, table: str) -> str:
+    """The card with its robustness block (between the markers) replaced; added before "Intended use" if absent."""
+    block = f"{ROBUSTNESS_START}\n{table}\n{ROBUSTNESS_END}"
+    if ROBUSTNESS_START in card and ROBUSTNESS_END in card:
+        head, rest = card.split(ROBUSTNESS_START, 1)
+        return head + block + rest.split(ROBUSTNESS_END, 1)[1]
+    section = f"## Robustness\n\n{block}\n\n"
+    anchor = "## Intended use"
+    if anchor in card:
+        head, tail = card.split(anchor, 1)
+        return head + section + anchor + tail
+    return card.rstrip("\n") + "\n\n" + section

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from udfd.config import Settings
 from udfd.errors import UdfdError
+from udfd.perturb import DEFAULT_SUITE, parse_perturbations
 
 log = logging.getLogger("udfd")
 
@@ -19,6 +21,7 @@ log = logging.getLogger("udfd")
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING - 10 * args.verbose, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
@@ -50,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--kind", choices=("auto", "image", "video"), default="auto",
                     help="image or video folder (auto: video when it holds videos and no images)")
+    ev.add_argument("--perturb", nargs="?", const=DEFAULT_SUITE, default="",
+                    help=f"re-score every image after each perturbation (default suite: {DEFAULT_SUITE});"
+                    " every --detector is measured")
+    ev.add_argument("--split-file", type=Path, help="only the images of one split of this split.json (a checkpoint's)")
+    ev.add_argument("--split", default="test", help="which split of --split-file (default: test)")
+    ev.add_argument("--reliability", type=Path, help="write a reliability diagram PNG here")
+    ev.add_argument("--out", type=Path, help="also write the JSON report to this file")
+    ev.add_argument("--write-cards", action="store_true",
+                    help="put the robustness table into each local detector's model card (README.md)")
     ev.set_defaults(func=cmd_evaluate)
 
     be = sub.add_parser("bench", help="latency of decode + faces + detector vs a plain transformers pipeline")
@@ -102,7 +114,7 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from udfd.evaluate import evaluate_folder, evaluate_videos, labelled_videos
+    from udfd.evaluate import evaluate_folder, evaluate_videos, labelled_videos, split_files
 
     kind = args.kind
     if kind == "auto":
@@ -115,7 +127,16 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
             settings = replace(settings, video_detectors=tuple(args.detector))
         report = evaluate_videos(args.data, settings=settings)
     else:
-        report = evaluate_folder(args.data, settings=settings, limit=args.limit, seed=args.seed)
+        only = split_files(args.split_file, args.split) if args.split_file else None
+        subset = f"{args.split_file}:{args.split}" if args.split_file else "all"
+        try:
+            perturbations = parse_perturbations(args.perturb)
+        except ValueError as e:
+            raise UdfdError(str(e)) from e
+        report = evaluate_folder(args.data, settings=settings, limit=args.limit, seed=args.seed,
+                                 perturbations=perturbations, only=only, subset=subset)
+        report["command"] = "udfd " + shlex.join(args.argv)
+        _write_extras(args, report, settings)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -140,6 +161,49 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _write_extras(args: argparse.Namespace, report: dict[str, Any], settings: Settings) -> None:
+    """--reliability PNG, --out JSON, --write-cards: the files an evaluation may leave behind."""
+    if args.reliability:
+        from udfd.reliability import save_reliability_diagram
+
+        curves = {n: d["calibration"] for n, d in report.get("detectors", {}).items()} or {
+            report["detector"]: report["calibration"]}
+        log.info("reliability diagram: %s", save_reliability_diagram(curves, args.reliability))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    if args.write_cards:
+        if "robustness" not in report:
+            raise UdfdError("--write-cards needs --perturb (the card gets the robustness table)")
+        from udfd.cards import replace_robustness_section, robustness_markdown
+        from udfd.hub import CARD_NAME, parse_ref
+
+        for name, entry in report["robustness"].items():
+            ref = parse_ref(entry["ref"], short_names=settings.models)
+            if ref.kind != "local-dir":
+                log.warning("not writing a card for %s: %s is not a local folder", name, ref)
+                continue
+            card = Path(ref.location) / CARD_NAME
+            text = card.read_text(encoding="utf-8") if card.is_file() else ""
+            card.write_text(replace_robustness_section(text, robustness_markdown(entry, how=report["command"])),
+                            encoding="utf-8")
+            log.info("robustness table written to %s", card)
+
+
+def _format_robustness(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, entry in report.get("robustness", {}).items():
+        lines += ["", f"robustness of {name} (threshold {entry['threshold']:.3f}; Δ = perturbed − clean)",
+                  f"{'perturbation':<14}{'auc':>7}{'Δauc':>8}{'acc':>7}{'Δacc':>8}{'|Δp|':>7}{'flips':>7}{'r→f':>7}"]
+        for pert, r in entry["perturbed"].items():
+            auc = f"{r['roc_auc']:.3f}" if r["roc_auc"] is not None else "–"
+            dauc = f"{r['delta_roc_auc']:+.3f}" if r["delta_roc_auc"] is not None else "–"
+            rf = f"{r['real_newly_fake_share']:.1%}" if r["real_newly_fake_share"] is not None else "–"
+            lines.append(f"{pert:<14}{auc:>7}{dauc:>8}{r['accuracy']:>7.3f}{r['delta_accuracy']:>+8.3f}"
+                         f"{r['mean_abs_delta_fake_prob']:>7.3f}{r['flip_share']:>7.1%}{rf:>7}")
+    return lines
+
+
 def _format_report(report: dict[str, Any]) -> str:
     rows = [("all", report["overall"])] + list(report["per_source"].items())
     lines = [f"detector {report['detector']} ({report['version']}) on {report['data']}, threshold "
@@ -148,6 +212,13 @@ def _format_report(report: dict[str, Any]) -> str:
     for name, m in rows:
         auc = f"{m['roc_auc']:.3f}" if m["roc_auc"] is not None else "–"
         lines.append(f"{name:<24}{m['n_real']:>7}{m['n_fake']:>7}{m['accuracy']:>7.3f}{m['f1']:>7.3f}{auc:>7}")
+    if "calibration" in report:
+        lines.append(f"ECE (15 bins) {report['calibration']['ece']:.4f}")
+    for name, d in report.get("detectors", {}).items():
+        m = d["overall"]
+        auc = f"{m['roc_auc']:.3f}" if m["roc_auc"] is not None else "–"
+        lines.append(f"{name:<24} acc {m['accuracy']:.3f} auc {auc} ECE {d['calibration']['ece']:.4f}")
+    lines += _format_robustness(report)
     if report["errors"]:
         lines.append(f"{len(report['errors'])} files failed: see --json")
     return "\n".join(lines)
