@@ -42,7 +42,9 @@ ABOUT = """
 **About.** UDFD is a research tool. Its probabilities are a model's opinion, not proof that an image was or
 was not manipulated: detectors miss new generators and can be fooled by compression, filters or unusual faces.
 A face is marked **uncertain** (amber) when its fake probability lies within the uncertain band around the
-detector's threshold (`UDFD_UNCERTAIN_BAND`); read those verdicts as "cannot tell". Red = fake, green = real.
+detector's threshold (`UDFD_UNCERTAIN_BAND`), and optionally when detectors disagree strongly (`UDFD_DISAGREEMENT`)
+or its score moves under a flip / mild JPEG (`UDFD_TTA=1`); the Verdict JSON says which (`uncertain_reason`). Read
+those verdicts as "cannot tell". Red = fake, green = real.
 """
 COMPARE_NOTE = "Compare will run every available detector side by side on one upload; not available in this version."
 
