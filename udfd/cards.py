@@ -57,7 +57,7 @@ def write_card(folder: Path, text: str) -> Path:
     return path
 
 
-ROBUSTNESS_START = "<!-- robustness -->"
+ROBUSTNESS_START = "<!-- robustness -->"  # the markers replace_robustness_section looks for
 ROBUSTNESS_END = "<!-- /robustness -->"
 
 
@@ -88,15 +88,24 @@ def robustness_markdown(entry: dict[str, Any], *, how: str) -> str:
     return "\n".join(lines)
 
 
+def replace_marked_block(text: str, name: str, content: str, *, heading: str, before: str = "") -> str:
+    """`text` with the block between `<!-- name -->` and `<!-- /name -->` replaced by `content` (pure).
+
+    Without the markers a new section (`heading`, then the block) goes before the line starting with `before`,
+    or at the end.
+    """
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    block = f"{start}\n{content}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        return head + block + rest.split(end, 1)[1]
+    section = f"{heading}\n\n{block}\n\n"
+    if before and before in text:
+        head, tail = text.split(before, 1)
+        return head + section + before + tail
+    return text.rstrip("\n") + "\n\n" + section
+
+
 def replace_robustness_section(card: str, table: str) -> str:
-    """The card with its robustness block (between the markers) replaced; added before "Intended use" if absent."""
-    block = f"{ROBUSTNESS_START}\n{table}\n{ROBUSTNESS_END}"
-    if ROBUSTNESS_START in card and ROBUSTNESS_END in card:
-        head, rest = card.split(ROBUSTNESS_START, 1)
-        return head + block + rest.split(ROBUSTNESS_END, 1)[1]
-    section = f"## Robustness\n\n{block}\n\n"
-    anchor = "## Intended use"
-    if anchor in card:
-        head, tail = card.split(anchor, 1)
-        return head + section + anchor + tail
-    return card.rstrip("\n") + "\n\n" + section
+    """The card with its robustness block replaced; a "## Robustness" section before "Intended use" if absent."""
+    return replace_marked_block(card, "robustness", table, heading="## Robustness", before="## Intended use")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 from dataclasses import replace
@@ -19,12 +20,18 @@ log = logging.getLogger("udfd")
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before torch loads OpenMP: threads that sleep instead of spinning when idle. On a 2-core host shared with
+    # other work, spinning OpenMP threads made a 7 ms model call take 230-590 ms (README, "Speed").
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = _parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING - 10 * args.verbose, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    from udfd.fast import set_threads  # imports torch: not needed for --help
+
+    log.debug("torch threads: %d", set_threads(settings.threads))
     if getattr(args, "detector", None):
         settings = replace(settings, detectors=tuple(args.detector))
     try:
@@ -73,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--video", action="store_true", help="benchmark video analysis instead (bench_video.json)")
     be.add_argument("--video-file", type=Path, help="clip for --video (default: a 720p dev clip)")
     be.add_argument("--seconds", type=float, default=10.0, help="analyse the first N seconds (--video)")
+    be.add_argument("--fast", action="store_true",
+                    help="fast inference paths (int8, bf16, compile, channels_last, onnx) vs eager fp32 per detector"
+                    " (bench_fast.json)")
+    be.add_argument("--modes", default="", help="with --fast: only these modes (comma-separated)")
+    be.add_argument("--readme", type=Path, help="with --fast: also rewrite the table in this README (between "
+                    "<!-- bench-fast --> markers)")
     be.set_defaults(func=cmd_bench, detector=None)
     return p
 
@@ -145,7 +158,23 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    if args.video:
+    if args.fast:
+        from udfd.bench_fast import run_fast_bench
+        from udfd.fast import FAST_MODES
+
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip()) or FAST_MODES
+        if unknown := set(modes) - set(FAST_MODES):
+            raise UdfdError(f"unknown --modes {sorted(unknown)}; choose from {', '.join(FAST_MODES)}")
+        result = run_fast_bench(settings=settings, data=args.data, n=args.n, modes=modes)
+        result["command"] = "udfd " + shlex.join(args.argv)
+        if args.readme:
+            from udfd.bench_fast import fast_markdown
+            from udfd.cards import replace_marked_block
+
+            text = args.readme.read_text(encoding="utf-8")
+            args.readme.write_text(replace_marked_block(text, "bench-fast", fast_markdown(result),
+                                                        heading="### Faster inference paths"), encoding="utf-8")
+    elif args.video:
         from udfd.bench_video import run_video_bench
 
         result = run_video_bench(settings=settings, clip=args.video_file, seconds=args.seconds)
@@ -154,7 +183,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
         result = run_bench(settings=settings, data=args.data, n=args.n, include_vit_base=not args.no_vit_base,
                            include_families=not args.no_families)
-    out = args.out or Path("benchmarks/results") / ("bench_video.json" if args.video else "bench_image.json")
+    default = "bench_fast.json" if args.fast else "bench_video.json" if args.video else "bench_image.json"
+    out = args.out or Path("benchmarks/results") / default
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(result.get("table", json.dumps(result, indent=1)))

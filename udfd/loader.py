@@ -11,6 +11,7 @@ import torch
 from udfd.config import Settings
 from udfd.detectors.base import Detector, family_for
 from udfd.errors import ModelUnavailableError
+from udfd.fast import accelerate, mode_for
 from udfd.hub import ModelRef, model_version, parse_ref, read_config, resolve
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ def load_detector(
 ) -> Detector:
     """Load a detector by short name (`vit`) or reference (`hf-hub:org/repo[@rev]`, `local-dir:path`).
 
-    Each resolved reference is loaded once per process; concurrent callers wait for the first load.
+    Each resolved reference is loaded once per process; concurrent callers wait for the first load. With
+    `settings.fast` (UDFD_FAST) an image detector comes back as its fast copy (`udfd.fast.accelerate`), also cached.
     """
     settings = settings or Settings()
     ref = parse_ref(name_or_ref, short_names=settings.models)
@@ -32,7 +34,14 @@ def load_detector(
     with _LOCK:
         if key not in _CACHE:
             _CACHE[key] = _load_uncached(ref, name=_short_name(name_or_ref, settings), download=download)
-        return _CACHE[key]
+        det = _CACHE[key]
+        mode = mode_for(settings.fast, det.name) if settings.fast else None
+        if mode is None or det.modality != "image":
+            return det
+        if f"{key}|{mode}" not in _CACHE:
+            log.info("%s: fast path %s (UDFD_FAST)", det.name, mode)
+            _CACHE[f"{key}|{mode}"] = accelerate(det, mode)
+        return _CACHE[f"{key}|{mode}"]
 
 
 def _short_name(name_or_ref: str, settings: Settings) -> str | None:
