@@ -61,6 +61,8 @@ class Settings:
     fast: str = ""  # optional faster inference: "int8" | "bf16" | "compile" | "channels_last" | "onnx", or
     # "name:mode,name:mode" per detector (see udfd/fast.py and `udfd bench --fast` for which keep verdicts)
     device: str = "cpu"
+    concurrency: int = 2  # app: requests one endpoint runs at once (the rest wait in the queue)
+    queue_size: int = 64  # app: requests waiting at most; beyond that a visitor is told the queue is full
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -102,6 +104,8 @@ class Settings:
             threads=int(env.get("UDFD_THREADS") or 0),
             fast=env.get("UDFD_FAST", base.fast).strip(),
             device=env.get("UDFD_DEVICE", base.device),
+            concurrency=int(env.get("UDFD_CONCURRENCY", base.concurrency)),
+            queue_size=int(env.get("UDFD_QUEUE_SIZE", base.queue_size)),
         )
 
 
