@@ -65,10 +65,12 @@ def robustness_markdown(entry: dict[str, Any], *, how: str) -> str:
     """A card's robustness table from one detector's `evaluate_folder(...)["robustness"][name]` (pure)."""
     c = entry["clean"]
     auc = f"{c['roc_auc']:.3f}" if c["roc_auc"] is not None else "–"
+    unit, where = (("face crops", "the crop itself perturbed, no face re-detection") if entry.get("scope") == "crops"
+                   else ("images", "faces detected again on the perturbed image"))
     lines = [
-        f"Measured by `{how}`: the same {c['n']} images scored clean and after each perturbation (faces detected",
-        "again on the perturbed image), at this checkpoint's threshold. Δ = perturbed − clean. *Flips*: share of",
-        "images whose verdict changes; *real → fake*: share of real images newly called fake.",
+        f"Measured by `{how}`: the same {c['n']} {unit} scored clean and after each perturbation ({where}),",
+        f"at this checkpoint's threshold. Δ = perturbed − clean. *Flips*: share of {unit} whose verdict changes;",
+        "*real → fake*: share of real ones newly called fake.",
         "",
         f"Clean: accuracy {c['accuracy']:.3f}, ROC-AUC {auc}, ECE (15 bins) {c['ece']:.3f}.",
         "",

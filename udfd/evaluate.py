@@ -131,6 +131,21 @@ def split_files(path: Path, split: str) -> list[str]:
         raise UdfdError(f"cannot read split {split!r} from {path}: {e}") from e
 
 
+def robustness_on_crops(det: Any, crops: Sequence[np.ndarray], labels: Sequence[int],
+                        perturbations: Sequence[Perturbation], *, batch_size: int = 32, seed: int = 0) -> dict[str, Any]:
+    """The robustness entry of `evaluate_folder` for face crops already cut (training's held-out split): each
+    perturbation is applied to the crop itself, so no face is re-detected."""
+
+    def score(images: list[np.ndarray]) -> list[float]:
+        return [s.fake_prob for i in range(0, len(images), batch_size)
+                for s in det.predict(det.preprocess(images[i:i + batch_size]))]
+
+    probs = {"clean": {det.name: score(list(crops))}}
+    for p in perturbations:
+        probs[p.name] = {det.name: score([p.apply(c, seed=seed + i) for i, c in enumerate(crops)])}
+    return {"scope": "crops"} | _robustness(det, labels, probs, perturbations)
+
+
 def _robustness(det: Any, labels: Sequence[int], probs: dict[str, dict[str, list[float]]],
                 perturbations: Sequence[Perturbation]) -> dict[str, Any]:
     clean = probs["clean"][det.name]
