@@ -65,11 +65,16 @@ def sample_files(root: Path, n: int, seed: int) -> list[Path]:
     return [files[i] for i in pick]
 
 
-def wait_until_up(url: str, proc: subprocess.Popen, deadline: float) -> float:
+def wait_until_up(url: str, proc: subprocess.Popen, deadline: float, server_log: Path) -> float:
+    """Seconds until *our* app answers: it must have said it runs on this URL (another process on a free-port
+    race would answer too) and the URL must give 200."""
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the app exited with code {proc.returncode} before answering")
+            raise SystemExit(f"the app exited with code {proc.returncode} before answering: see {server_log}")
+        if url.rstrip("/") not in server_log.read_text(errors="replace"):
+            time.sleep(0.5)
+            continue
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
@@ -115,13 +120,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     files = sample_files(args.data, args.requests, args.seed)
     port = free_port()
     url = f"http://{HOST}:{port}/"
-    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "GRADIO_ANALYTICS_ENABLED": "False",
+           "PYTHONUNBUFFERED": "1"}  # the log must show the URL as soon as the app prints it
     log_file = args.out.with_suffix(".server.log")
     with open(log_file, "w") as server_log:
         proc = subprocess.Popen([sys.executable, "app.py", "--host", HOST, "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=server_log, stderr=subprocess.STDOUT)
         try:
-            startup_s = wait_until_up(url, proc, args.startup_timeout)
+            startup_s = wait_until_up(url, proc, args.startup_timeout, log_file)
             client = Client(url, verbose=False, analytics_enabled=False)
             client.predict(_handle(files[0]), args.detector, api_name="/analyze_image")  # one untimed request first
             load_before = os.getloadavg()
@@ -137,7 +143,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    log_file.unlink(missing_ok=True)
+    if not any(r["error"] for r in results):
+        log_file.unlink(missing_ok=True)  # kept next to the JSON when a request failed
     lat = np.array([r["latency_s"] for r in results])
     errors = [r for r in results if r["error"]]
     return {

@@ -31,9 +31,10 @@ def test_load_test_serves_every_request(tmp_path, monkeypatch, tiny_vit_dir, sha
     monkeypatch.setenv("UDFD_DETECTORS", "vit")
     monkeypatch.setenv("UDFD_CONCURRENCY", "2")
     out = tmp_path / "load.json"
-    assert _module().main(["--requests", "6", "--out", str(out), "--data", str(shared_faces / "real" / "lfw")]) == 0
+    rc = _module().main(["--requests", "6", "--out", str(out), "--data", str(shared_faces / "real" / "lfw")])
     r = json.loads(out.read_text())
-    assert r["errors"] == 0 and len(r["per_request"]) == 6
+    assert r["errors"] == 0 and rc == 0, r["error_messages"]
+    assert len(r["per_request"]) == 6
     assert r["server"]["concurrency"] == 2 and r["server"]["peak_rss_mb"] > 0
     assert all(p["label"] in ("real", "fake") for p in r["per_request"])
     assert r["latency_s"]["p50"] <= r["latency_s"]["p95"] <= r["latency_s"]["max"]
