@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="metrics on DIR/real/** and DIR/fake/**, overall and per source")
     ev.add_argument("data", type=Path)
-    ev.add_argument("--detector", action="append", help="short name or ref; the first one is evaluated")
+    ev.add_argument("--detector", action="append",
+                    help="short name or ref (repeatable): every one is scored; the first is the primary (overall)")
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--limit", type=int, default=0, help="at most N images per class (seeded sample)")
     ev.add_argument("--seed", type=int, default=0)
