@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see README "Speed"
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
@@ -27,6 +28,7 @@ from udfd.detectors.base import Detector  # noqa: E402
 from udfd.errors import MediaError, UdfdError  # noqa: E402
 from udfd.explain import colorize, fft_error_spectrum  # noqa: E402
 from udfd.faces import detect_faces  # noqa: E402
+from udfd.fast import set_threads  # noqa: E402
 from udfd.loader import current_detector, warm_up  # noqa: E402
 from udfd.media import decode_image, read_image  # noqa: E402
 from udfd.pipeline import analyze_image, load_detectors  # noqa: E402
@@ -44,7 +46,9 @@ ABOUT = """
 **About.** UDFD is a research tool. Its probabilities are a model's opinion, not proof that an image was or
 was not manipulated: detectors miss new generators and can be fooled by compression, filters or unusual faces.
 A face is marked **uncertain** (amber) when its fake probability lies within the uncertain band around the
-detector's threshold (`UDFD_UNCERTAIN_BAND`); read those verdicts as "cannot tell". Red = fake, green = real.
+detector's threshold (`UDFD_UNCERTAIN_BAND`), and optionally when detectors disagree strongly (`UDFD_DISAGREEMENT`)
+or its score moves under a flip / mild JPEG (`UDFD_TTA=1`); the Verdict JSON says which (`uncertain_reason`). Read
+those verdicts as "cannot tell". Red = fake, green = real.
 """
 
 
@@ -239,6 +243,7 @@ def build_app(
                 outputs=[annotated, overall, table, verdict_json, notes, recon],
                 api_name="analyze_image",
                 preprocess=False,
+                concurrency_limit=settings.concurrency,
             )
             flagging = feedback_row(image_in, choice, settings, available)  # flag buttons + consent; api_name="flag"
         with gr.Tab("Video"):
@@ -285,8 +290,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    set_threads(settings.threads)
     demo = build_app(settings)
-    demo.queue(default_concurrency_limit=2)
+    # Every endpoint runs at most `concurrency` requests at once; at most `queue_size` wait (UDFD_CONCURRENCY,
+    # UDFD_QUEUE_SIZE). Bounded memory: one model copy per process, at most `concurrency` batches in flight.
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=settings.max_file_bytes)
 
 

@@ -101,3 +101,45 @@ def test_python_dash_m_entry_point(face_image_path, tiny_vit_dir):
                          env={**__import__("os").environ, "UDFD_MODEL_VIT": f"local-dir:{tiny_vit_dir}"})
     assert out.returncode == 0, out.stderr
     _check_verdict(json.loads(out.stdout))
+
+
+def test_evaluate_perturb_split_reliability_out_and_cards(tmp_path, capsys, monkeypatch, tiny_vit_dir):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_vit_dir, model)
+    (model / "README.md").write_text("# card\n\n## Intended use and limitations\n\nresearch only\n")
+    monkeypatch.setenv("UDFD_MODEL_VIT", f"local-dir:{model}")
+    clear_cache()
+    data = _tree(tmp_path / "data", n=3)
+    keep = ["real/s1/deeper/0.png", "real/s2/deeper/1.png", "fake/s1/deeper/2.png", "fake/s2/deeper/0.png"]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"seed": 0, "splits": {"test": keep, "train": []}}))
+    png, out = tmp_path / "rel.png", tmp_path / "r.json"
+    args = ["evaluate", str(data), "--detector", "vit", "--perturb", "jpeg50,blur1", "--split-file", str(split),
+            "--reliability", str(png), "--out", str(out), "--write-cards"]
+    assert main([*args, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["overall"]["n"] == 4 and r["subset"].endswith(":test")
+    assert 0 <= r["calibration"]["ece"] <= 1 and sum(b["count"] for b in r["calibration"]["bins"]) == 4
+    rob = r["robustness"]["vit"]
+    assert r["perturbations"] == ["jpeg50", "blur1"] and list(rob["perturbed"]) == ["jpeg50", "blur1"]
+    assert rob["clean"]["accuracy"] == pytest.approx(r["overall"]["accuracy"])
+    for d in rob["perturbed"].values():
+        assert d["n"] == 4 and 0 <= d["flip_share"] <= 1 and d["mean_abs_delta_fake_prob"] > 0
+        assert d["delta_accuracy"] == pytest.approx(d["accuracy"] - rob["clean"]["accuracy"])
+    assert json.loads(out.read_text()) == r
+    assert Image.open(png).size[0] > 100
+    card = (model / "README.md").read_text()
+    assert card.index("## Robustness") < card.index("## Intended use") and "| jpeg50 |" in card
+    # a second run replaces the table instead of adding another
+    assert main([*args[:5], "noise0.05", *args[6:]]) == 0
+    card = (model / "README.md").read_text()
+    assert card.count("## Robustness") == 1 and "| noise0.05 |" in card and "| jpeg50 |" not in card
+    assert "robustness of vit" in capsys.readouterr().out
+
+
+def test_evaluate_bad_perturbation_is_a_clear_error(tmp_path, caplog):
+    _tree(tmp_path, n=1)
+    assert main(["evaluate", str(tmp_path), "--perturb", "jpeg50,sharpen2"]) == 2
+    assert "unknown perturbation 'sharpen2'" in caplog.text

@@ -70,3 +70,51 @@ def test_fake_sources_vs_reals():
     assert set(out) == {"gan vs all real"}
     assert out["gan vs all real"]["n_real"] == 3 and out["gan vs all real"]["n_fake"] == 2
     assert out["gan vs all real"]["roc_auc"] == pytest.approx(4 / 6)
+
+
+def test_ece_by_hand_one_sample_per_bin():
+    from udfd.metrics import expected_calibration_error
+
+    # 15 bins of width 1/15: every value below sits alone in its bin, so ECE = mean |p - y|.
+    y = [0, 0, 1, 1, 1]
+    p = [0.1, 0.62, 0.45, 0.82, 0.9]
+    assert expected_calibration_error(y, p) == pytest.approx((0.1 + 0.62 + 0.55 + 0.18 + 0.1) / 5)
+
+
+def test_ece_by_hand_shared_bins():
+    from udfd.metrics import calibration_bins, expected_calibration_error
+
+    # bin (0.667, 0.733]: p 0.71, 0.72, 0.73 with labels 0, 1, 1 -> |0.72 - 2/3|; bin (0.067, 0.133]: 0.1, 0.12 with 0, 0
+    y = [0, 1, 1, 0, 0]
+    p = [0.71, 0.72, 0.73, 0.1, 0.12]
+    expected = 3 / 5 * abs(0.72 - 2 / 3) + 2 / 5 * 0.11
+    assert expected_calibration_error(y, p, n_bins=15) == pytest.approx(expected)
+    bins = calibration_bins(y, p, n_bins=15)
+    assert len(bins) == 15 and sum(b["count"] for b in bins) == 5
+    assert bins[10]["count"] == 3 and bins[10]["fake_share"] == pytest.approx(2 / 3)
+    assert bins[0]["count"] == 0 and bins[0]["mean_fake_prob"] is None
+
+
+def test_ece_is_zero_when_calibrated_and_edges_land_in_a_bin():
+    from udfd.metrics import calibration_bins, expected_calibration_error
+
+    assert expected_calibration_error([1, 1, 1, 0], [0.75] * 4) == pytest.approx(0.0)
+    bins = calibration_bins([0, 1], [0.0, 1.0], n_bins=15)
+    assert bins[0]["count"] == 1 and bins[-1]["count"] == 1
+    # 2 bins: [0, .5] holds 0.2 (real) and 0.5 (fake); (.5, 1] holds 0.9 (fake)
+    assert expected_calibration_error([0, 1, 1], [0.2, 0.5, 0.9], n_bins=2) == pytest.approx(
+        2 / 3 * abs(0.35 - 0.5) + 1 / 3 * 0.1)
+
+
+def test_robustness_delta_by_hand():
+    from udfd.metrics import robustness_delta
+
+    r = robustness_delta([0, 0, 1, 1], [0.2, 0.4, 0.6, 0.9], [0.6, 0.4, 0.3, 0.9], threshold=0.5)
+    assert r["flip_share"] == pytest.approx(0.5)
+    assert r["real_newly_fake_share"] == pytest.approx(0.5) and r["fake_newly_real_share"] == pytest.approx(0.5)
+    assert r["mean_abs_delta_fake_prob"] == pytest.approx(0.175)
+    assert r["accuracy"] == pytest.approx(0.5) and r["delta_accuracy"] == pytest.approx(-0.5)
+    assert r["roc_auc"] == pytest.approx(0.5) and r["delta_roc_auc"] == pytest.approx(-0.5)
+    assert r["real_called_fake_share"] == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        robustness_delta([0, 1], [0.1, 0.9], [0.1], threshold=0.5)

@@ -137,6 +137,7 @@ def test_train_smoke_writes_a_loadable_checkpoint(tmp_path):
     card = (out / "README.md").read_text()
     assert "Threshold table" in card and "80th percentile of train-real scores" in card and "(in use)" in card
     assert "model-index" in card and PLOTS["hist"] in card
+    assert "## Robustness" in card and "| jpeg50 |" in card and "face crops scored clean" in card
     results = json.loads((out / "eval_results.json").read_text())
     assert {"train", "val", "test@percentile_80", "test@val_f1"} <= set(results)
 

@@ -33,6 +33,7 @@ def test_train_smoke_writes_a_loadable_checkpoint_and_pushes(tmp_path):
     assert {"train", "val"} <= set(results)
     card = (out / "README.md").read_text()
     assert "model-index" in card and "Intended use" in card and "roc_auc" in card
+    assert "<!-- robustness -->" in card and "| screenshot |" in card and "face crops scored clean" in card
     assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]
     assert api.calls[1][1]["repo_id"] == "org/udfd-test"
 

@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a
 from training.augment import AugmentConfig, augment  # noqa: E402
 from training.data import Sample, cached_crops, list_samples, save_split, split_samples, synthetic_dataset  # noqa: E402
 from training.options import common_parser, resolve, training_record  # noqa: E402
-from udfd.cards import render_card, write_card  # noqa: E402
+from udfd.cards import render_card, robustness_markdown, write_card  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.detectors.base import get_family  # noqa: E402
+from udfd.evaluate import robustness_on_crops  # noqa: E402
 from udfd.fairness import apply_transform, balance_plan, read_annotations, sha256_file  # noqa: E402
 from udfd.hub import push_folder  # noqa: E402
 from udfd.metrics import (  # noqa: E402
@@ -39,6 +40,7 @@ from udfd.metrics import (  # noqa: E402
     fit_temperature,
     metrics_by_group,
 )
+from udfd.perturb import DEFAULT_SUITE, parse_perturbations  # noqa: E402
 
 DEFAULTS: dict[str, Any] = {
     "family": "vit", "epochs": 15, "batch_size": 64, "lr": 5e-4, "weight_decay": 0.05, "patience": 4,
@@ -275,6 +277,9 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
     by_source |= fake_sources_vs_reals(labels[split[held_out]], probs[held_out], sources, threshold=threshold)
     for src, m in by_source.items():
         results[f"{held_out}/{src}"] = m
+    held = split[held_out]
+    robustness = robustness_on_crops(detector, [crops[i] for i in held], labels[held], parse_perturbations(DEFAULT_SUITE),
+                                     batch_size=args.batch_size, seed=args.seed)
 
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
@@ -298,6 +303,7 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
             "split_sizes": {k: len(v) for k, v in split.items()},
             "data_desc": _data_desc(samples), "training_config": json.dumps(train_cfg, indent=1),
             "balance": getattr(args, "balance_counts", None),
+            "robustness_md": robustness_markdown(robustness, how=f"training/train_image.py, {held_out} split"),
         },
     )
     write_card(out, card)

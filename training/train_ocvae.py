@@ -33,11 +33,13 @@ from training.augment import AugmentConfig  # noqa: E402
 from training.data import Sample, save_split  # noqa: E402
 from training.options import common_parser, resolve, training_record  # noqa: E402
 from training.train_image import CropDataset, _data_desc, prepare_data  # noqa: E402
-from udfd.cards import render_card, write_card  # noqa: E402
+from udfd.cards import render_card, robustness_markdown, write_card  # noqa: E402
 from udfd.detectors.base import get_family  # noqa: E402
 from udfd.detectors.ocvae import THRESHOLD_RULES, fit_logistic, vae_loss  # noqa: E402
+from udfd.evaluate import robustness_on_crops  # noqa: E402
 from udfd.hub import push_folder  # noqa: E402
 from udfd.metrics import best_f1_threshold, binary_metrics, metrics_by_group  # noqa: E402
+from udfd.perturb import DEFAULT_SUITE, parse_perturbations  # noqa: E402
 
 FAMILY = "ocvae"
 DEFAULTS: dict[str, Any] = {
@@ -194,6 +196,9 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
     table = _threshold_table(detector, y, probs, splits=("val", held_out), percentile=args.percentile,
                              fit_on=fit_on)
     variants = _score_variants(args, detector, crops, split, y, scores)
+    held = split[held_out]
+    robustness = robustness_on_crops(detector, [crops[i] for i in held], labels[held], parse_perturbations(DEFAULT_SUITE),
+                                     batch_size=args.batch_size, seed=args.seed)
 
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
@@ -216,6 +221,7 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
             "seed": args.seed, "crop_size": args.crop_size, "n_real_train": len(real_train_scores),
             "split_sizes": {k: len(v) for k, v in split.items()}, "data_desc": _data_desc(samples),
             "train_minutes": round(train_minutes, 1), "training_config": json.dumps(train_cfg, indent=1),
+            "robustness_md": robustness_markdown(robustness, how=f"training/train_ocvae.py, {held_out} split"),
         },
     )
     write_card(out, card)

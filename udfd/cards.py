@@ -57,3 +57,59 @@ def write_card(folder: Path, text: str) -> Path:
     path = folder / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+ROBUSTNESS_START = "<!-- robustness -->"  # the markers replace_robustness_section looks for
+ROBUSTNESS_END = "<!-- /robustness -->"
+
+
+def robustness_markdown(entry: dict[str, Any], *, how: str) -> str:
+    """A card's robustness table from one detector's `evaluate_folder(...)["robustness"][name]` (pure)."""
+    c = entry["clean"]
+    auc = f"{c['roc_auc']:.3f}" if c["roc_auc"] is not None else "–"
+    unit, where = (("face crops", "the crop itself perturbed, no face re-detection") if entry.get("scope") == "crops"
+                   else ("images", "faces detected again on the perturbed image"))
+    lines = [
+        f"Measured by `{how}`: the same {c['n']} {unit} scored clean and after each perturbation ({where}),",
+        f"at this checkpoint's threshold. Δ = perturbed − clean. *Flips*: share of {unit} whose verdict changes;",
+        "*real → fake*: share of real ones newly called fake.",
+        "",
+        f"Clean: accuracy {c['accuracy']:.3f}, ROC-AUC {auc}, ECE (15 bins) {c['ece']:.3f}.",
+        "",
+        "| perturbation | ROC-AUC | Δ AUC | accuracy | Δ accuracy | mean \\|Δ fake_prob\\| | flips | real → fake "
+        "| fake → real |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def f(v: float | None, fmt: str = ".3f") -> str:
+        return "–" if v is None else format(v, fmt)
+
+    for name, r in entry["perturbed"].items():
+        lines.append(f"| {name} | {f(r['roc_auc'])} | {f(r['delta_roc_auc'], '+.3f')} | {f(r['accuracy'])} | "
+                     f"{f(r['delta_accuracy'], '+.3f')} | {f(r['mean_abs_delta_fake_prob'])} | "
+                     f"{f(r['flip_share'], '.1%')} | {f(r['real_newly_fake_share'], '.1%')} | "
+                     f"{f(r['fake_newly_real_share'], '.1%')} |")
+    return "\n".join(lines)
+
+
+def replace_marked_block(text: str, name: str, content: str, *, heading: str, before: str = "") -> str:
+    """`text` with the block between `<!-- name -->` and `<!-- /name -->` replaced by `content` (pure).
+
+    Without the markers a new section (`heading`, then the block) goes before the line starting with `before`,
+    or at the end.
+    """
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    block = f"{start}\n{content}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        return head + block + rest.split(end, 1)[1]
+    section = f"{heading}\n\n{block}\n\n"
+    if before and before in text:
+        head, tail = text.split(before, 1)
+        return head + section + before + tail
+    return text.rstrip("\n") + "\n\n" + section
+
+
+def replace_robustness_section(card: str, table: str) -> str:
+    """The card with its robustness block replaced; a "## Robustness" section before "Intended use" if absent."""
+    return replace_marked_block(card, "robustness", table, heading="## Robustness", before="## Intended use")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,16 +14,24 @@ from typing import Any
 
 from udfd.config import Settings
 from udfd.errors import UdfdError
+from udfd.perturb import DEFAULT_SUITE, parse_perturbations
 
 log = logging.getLogger("udfd")
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before torch loads OpenMP: threads that sleep instead of spinning when idle. On a 2-core host shared with
+    # other work, spinning OpenMP threads made a 7 ms model call take 230-590 ms (README, "Speed").
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING - 10 * args.verbose, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    from udfd.fast import set_threads  # imports torch: not needed for --help
+
+    log.debug("torch threads: %d", set_threads(settings.threads))
     if getattr(args, "detector", None):
         settings = replace(settings, detectors=tuple(args.detector))
     try:
@@ -49,16 +59,25 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="metrics on DIR/real/** and DIR/fake/**, overall and per source")
     ev.add_argument("data", type=Path)
-    ev.add_argument("--detector", action="append", help="short name or ref; the first one is evaluated")
+    ev.add_argument("--detector", action="append",
+                    help="short name or ref (repeatable): every one is scored; the first is the primary (overall)")
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--limit", type=int, default=0, help="at most N images per class (seeded sample)")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--split", help="SPLIT_JSON:NAME, e.g. models/udfd-vit-tiny/split.json:test — only those files")
     ev.add_argument("--groups", type=Path, help="annotations CSV (udfd fairness annotate): metrics per group")
     ev.add_argument("--card", type=Path, help="with --groups: write the fairness section + figure into this "
                     "model folder's README.md")
     ev.add_argument("--kind", choices=("auto", "image", "video"), default="auto",
                     help="image or video folder (auto: video when it holds videos and no images)")
+    ev.add_argument("--perturb", nargs="?", const=DEFAULT_SUITE, default="",
+                    help=f"re-score every image after each perturbation (default suite: {DEFAULT_SUITE});"
+                    " every --detector is measured")
+    ev.add_argument("--split-file", type=Path, help="only the images of one split of this split.json (a checkpoint's)")
+    ev.add_argument("--split", default="test", help="which split of --split-file (default: test)")
+    ev.add_argument("--reliability", type=Path, help="write a reliability diagram PNG here")
+    ev.add_argument("--out", type=Path, help="also write the JSON report to this file")
+    ev.add_argument("--write-cards", action="store_true",
+                    help="put the robustness table into each local detector's model card (README.md)")
     ev.set_defaults(func=cmd_evaluate)
 
     be = sub.add_parser("bench", help="latency of decode + faces + detector vs a plain transformers pipeline")
@@ -71,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--video-file", type=Path, help="clip for --video (default: a 720p dev clip)")
     be.add_argument("--seconds", type=float, default=10.0, help="analyse the first N seconds (--video)")
     be.add_argument("--repeats", type=int, default=3, help="runs per path, the best is kept (--video)")
+    be.add_argument("--fast", action="store_true",
+                    help="fast inference paths (int8, bf16, compile, channels_last, onnx) vs eager fp32 per detector"
+                    " (bench_fast.json)")
+    be.add_argument("--modes", default="", help="with --fast: only these modes (comma-separated)")
+    be.add_argument("--readme", type=Path, help="with --fast: also rewrite the table in this README (between "
+                    "<!-- bench-fast --> markers)")
     be.set_defaults(func=cmd_bench, detector=None)
 
     from udfd.fairness_cli import add_commands as add_fairness
@@ -145,7 +170,7 @@ def _save_explanations(args: argparse.Namespace, image: Any, verdict: Any, detec
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from udfd.evaluate import evaluate_folder, evaluate_videos, labelled_videos
+    from udfd.evaluate import evaluate_folder, evaluate_videos, labelled_videos, split_files
 
     kind = args.kind
     if kind == "auto":
@@ -158,21 +183,21 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
             settings = replace(settings, video_detectors=tuple(args.detector))
         report = evaluate_videos(args.data, settings=settings)
     else:
+        only = split_files(args.split_file, args.split) if args.split_file else None
+        subset = f"{args.split_file}:{args.split}" if args.split_file else "all"
+        try:
+            perturbations = parse_perturbations(args.perturb)
+        except ValueError as e:
+            raise UdfdError(str(e)) from e
         annotations = None
         if args.groups:
             from udfd.fairness import read_annotations
 
             annotations = read_annotations(args.groups)
-        only = None
-        if args.split:
-            from udfd.evaluate import split_files
-
-            file, _, name = args.split.rpartition(":")
-            only = split_files(Path(file), name) if file else split_files(Path(name), "test")
         report = evaluate_folder(args.data, settings=settings, limit=args.limit, seed=args.seed,
-                                 annotations=annotations, only=only)
-        if only is not None:
-            report["split"] = args.split
+                                 perturbations=perturbations, only=only, subset=subset, annotations=annotations)
+        report["command"] = "udfd " + shlex.join(args.argv)
+        _write_extras(args, report, settings)
         if args.card and "per_group" in report:
             from udfd.fairness_cli import write_fairness_card
 
@@ -185,7 +210,23 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    if args.video:
+    if args.fast:
+        from udfd.bench_fast import run_fast_bench
+        from udfd.fast import FAST_MODES
+
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip()) or FAST_MODES
+        if unknown := set(modes) - set(FAST_MODES):
+            raise UdfdError(f"unknown --modes {sorted(unknown)}; choose from {', '.join(FAST_MODES)}")
+        result = run_fast_bench(settings=settings, data=args.data, n=args.n, modes=modes)
+        result["command"] = "udfd " + shlex.join(args.argv)
+        if args.readme:
+            from udfd.bench_fast import fast_markdown
+            from udfd.cards import replace_marked_block
+
+            text = args.readme.read_text(encoding="utf-8")
+            args.readme.write_text(replace_marked_block(text, "bench-fast", fast_markdown(result),
+                                                        heading="### Faster inference paths"), encoding="utf-8")
+    elif args.video:
         from udfd.bench_video import run_video_bench
 
         result = run_video_bench(settings=settings, clip=args.video_file, seconds=args.seconds, repeats=args.repeats)
@@ -194,11 +235,55 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
         result = run_bench(settings=settings, data=args.data, n=args.n, include_vit_base=not args.no_vit_base,
                            include_families=not args.no_families)
-    out = args.out or Path("benchmarks/results") / ("bench_video.json" if args.video else "bench_image.json")
+    default = "bench_fast.json" if args.fast else "bench_video.json" if args.video else "bench_image.json"
+    out = args.out or Path("benchmarks/results") / default
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(result.get("table", json.dumps(result, indent=1)))
     return 0
+
+
+def _write_extras(args: argparse.Namespace, report: dict[str, Any], settings: Settings) -> None:
+    """--reliability PNG, --out JSON, --write-cards: the files an evaluation may leave behind."""
+    if args.reliability:
+        from udfd.reliability import save_reliability_diagram
+
+        curves = {n: d["calibration"] for n, d in report.get("detectors", {}).items()} or {
+            report["detector"]: report["calibration"]}
+        log.info("reliability diagram: %s", save_reliability_diagram(curves, args.reliability))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    if args.write_cards:
+        if "robustness" not in report:
+            raise UdfdError("--write-cards needs --perturb (the card gets the robustness table)")
+        from udfd.cards import replace_robustness_section, robustness_markdown
+        from udfd.hub import CARD_NAME, parse_ref
+
+        for name, entry in report["robustness"].items():
+            ref = parse_ref(entry["ref"], short_names=settings.models)
+            if ref.kind != "local-dir":
+                log.warning("not writing a card for %s: %s is not a local folder", name, ref)
+                continue
+            card = Path(ref.location) / CARD_NAME
+            text = card.read_text(encoding="utf-8") if card.is_file() else ""
+            card.write_text(replace_robustness_section(text, robustness_markdown(entry, how=report["command"])),
+                            encoding="utf-8")
+            log.info("robustness table written to %s", card)
+
+
+def _format_robustness(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, entry in report.get("robustness", {}).items():
+        lines += ["", f"robustness of {name} (threshold {entry['threshold']:.3f}; Δ = perturbed − clean)",
+                  f"{'perturbation':<14}{'auc':>7}{'Δauc':>8}{'acc':>7}{'Δacc':>8}{'|Δp|':>7}{'flips':>7}{'r→f':>7}"]
+        for pert, r in entry["perturbed"].items():
+            auc = f"{r['roc_auc']:.3f}" if r["roc_auc"] is not None else "–"
+            dauc = f"{r['delta_roc_auc']:+.3f}" if r["delta_roc_auc"] is not None else "–"
+            rf = f"{r['real_newly_fake_share']:.1%}" if r["real_newly_fake_share"] is not None else "–"
+            lines.append(f"{pert:<14}{auc:>7}{dauc:>8}{r['accuracy']:>7.3f}{r['delta_accuracy']:>+8.3f}"
+                         f"{r['mean_abs_delta_fake_prob']:>7.3f}{r['flip_share']:>7.1%}{rf:>7}")
+    return lines
 
 
 def _format_report(report: dict[str, Any]) -> str:
@@ -209,6 +294,13 @@ def _format_report(report: dict[str, Any]) -> str:
     for name, m in rows:
         auc = f"{m['roc_auc']:.3f}" if m["roc_auc"] is not None else "–"
         lines.append(f"{name:<24}{m['n_real']:>7}{m['n_fake']:>7}{m['accuracy']:>7.3f}{m['f1']:>7.3f}{auc:>7}")
+    if "calibration" in report:
+        lines.append(f"ECE (15 bins) {report['calibration']['ece']:.4f}")
+    for name, d in report.get("detectors", {}).items():
+        m = d["overall"]
+        auc = f"{m['roc_auc']:.3f}" if m["roc_auc"] is not None else "–"
+        lines.append(f"{name:<24} acc {m['accuracy']:.3f} auc {auc} ECE {d['calibration']['ece']:.4f}")
+    lines += _format_robustness(report)
     if report["errors"]:
         lines.append(f"{len(report['errors'])} files failed: see --json")
     return "\n".join(lines)

@@ -66,8 +66,19 @@ class Settings:
     max_pixels: int = 50_000_000
     max_file_bytes: int = 50 * 1024 * 1024
     uncertain_band: float = 0.1  # |fake_prob - threshold| below this -> "uncertain"
+    # Detectors that call a face differently and whose fake_probs lie at least this far apart make it "uncertain"
+    # (None: off, the default; only meaningful with more than one detector).
+    disagreement: float | None = None
+    # Test-time augmentation: the first detector also scores a flipped and a JPEG-90 copy of each face; the band
+    # widens by the spread (max - min) of the three scores. Off by default (3x the model time).
+    tta: bool = False
+    threads: int = 0  # torch intra-op threads; 0: every core this process may use
+    fast: str = ""  # optional faster inference: "int8" | "bf16" | "compile" | "channels_last" | "onnx", or
+    # "name:mode,name:mode" per detector (see udfd/fast.py and `udfd bench --fast` for which keep verdicts)
     device: str = "cpu"
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
+    concurrency: int = 2  # app: requests one endpoint runs at once (the rest wait in the queue)
+    queue_size: int = 64  # app: requests waiting at most; beyond that a visitor is told the queue is full
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -111,6 +122,10 @@ class Settings:
             max_pixels=int(env.get("UDFD_MAX_PIXELS", base.max_pixels)),
             max_file_bytes=int(env.get("UDFD_MAX_FILE_BYTES", base.max_file_bytes)),
             uncertain_band=float(env.get("UDFD_UNCERTAIN_BAND", base.uncertain_band)),
+            disagreement=float(env["UDFD_DISAGREEMENT"]) if env.get("UDFD_DISAGREEMENT") else None,
+            tta=env.get("UDFD_TTA", "0").strip().lower() in ("1", "true", "yes", "on"),
+            threads=int(env.get("UDFD_THREADS") or 0),
+            fast=env.get("UDFD_FAST", base.fast).strip(),
             device=env.get("UDFD_DEVICE", base.device),
             feedback=FeedbackSettings(
                 dir=Path(env.get("UDFD_FEEDBACK_DIR") or base.feedback.dir),
@@ -119,6 +134,8 @@ class Settings:
                 token=env.get("HF_TOKEN") or None,
                 protector=env.get("UDFD_PROTECTOR", base.feedback.protector),
             ),
+            concurrency=int(env.get("UDFD_CONCURRENCY", base.concurrency)),
+            queue_size=int(env.get("UDFD_QUEUE_SIZE", base.queue_size)),
         )
 
 

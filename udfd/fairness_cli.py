@@ -183,7 +183,7 @@ def write_fairness_card(folder: Path, report: dict[str, Any]) -> None:
     measured = ("both the FPR (reals called fake) and the FNR (fakes missed)" if reals and fakes else
                 "only the FNR (fakes missed): no annotated real images" if fakes else
                 "only the FPR (reals called fake): no annotated fake images")
-    where = f" ({report['split']})" if report.get("split") else ""
+    where = f" ({report['subset']})" if report.get("subset", "all") != "all" else ""
     sizes = [m["n"] for name, m in groups.items() if name != "unknown" and m["n"]]
     noise = (f" Groups are small (n = {min(sizes)}–{max(sizes)}): one image moves a group's rate by up to "
              f"{1 / min(sizes):.3f}, so gaps of that size are noise, not evidence.") if sizes else ""
@@ -192,8 +192,8 @@ def write_fairness_card(folder: Path, report: dict[str, Any]) -> None:
         f"Per-group metrics of `{report['detector']}` ({report['version']}) at threshold {o['threshold']:.4f} on "
         f"`{Path(report['data']).name}`{where}: {o['n']} images, {report['per_group']['annotated']} with a gender "
         "and ethnicity annotation (the rest are `unknown`). Per group this measures " + measured + "; the gaps "
-        "are equalised-odds style differences between annotated groups. Reproduce with `udfd evaluate DIR --split "
-        "SPLIT --groups ANNOTATIONS.csv --card FOLDER`." + noise + "\n"
+        "are equalised-odds style differences between annotated groups. Reproduce with `udfd evaluate DIR "
+        "--split-file SPLIT_JSON --groups ANNOTATIONS.csv --card FOLDER`." + noise + "\n"
         + group_markdown(report["per_group"])
         + f"\n\n![confusion matrices by ethnicity]({figure.name})\n"
     )

@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from udfd.config import Settings
 from udfd.detectors.base import Detector, family_for
 from udfd.errors import ModelUnavailableError, UdfdError
+from udfd.fast import accelerate, mode_for
 from udfd.hub import UDFD_KEY, ModelRef, model_version, parse_ref, read_config, resolve
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ def load_detector(
 
     Each resolved reference is loaded once per process; concurrent callers wait for the first load. A local
     folder is keyed on the version recorded in its config.json as well, so that when retraining promotes a
-    new version into the folder the next call loads it (the running app picks it up without a restart).
+    new version into the folder the next call loads it (the running app picks it up without a restart). With
+    `settings.fast` (UDFD_FAST) an image detector comes back as its fast copy (`udfd.fast.accelerate`), also cached.
     """
     settings = settings or Settings()
     ref = parse_ref(name_or_ref, short_names=settings.models)
@@ -40,7 +42,15 @@ def load_detector(
             if cached is not None:
                 log.info("%s changed version (%s -> %s): reloading", ref, cached[1], stamp)
             _CACHE[key] = (_load_uncached(ref, name=_short_name(name_or_ref, settings), download=download), stamp)
-        return _CACHE[key][0]
+        det = _CACHE[key][0]
+        mode = mode_for(settings.fast, det.name) if settings.fast else None
+        if mode is None or det.modality != "image":
+            return det
+        fast = _CACHE.get(f"{key}|{mode}")
+        if fast is None or fast[1] != stamp:  # a promoted version gets its own fast copy
+            log.info("%s: fast path %s (UDFD_FAST)", det.name, mode)
+            _CACHE[f"{key}|{mode}"] = (accelerate(det, mode), stamp)
+        return _CACHE[f"{key}|{mode}"][0]
 
 
 def current_detector(name: str, loaded: Detector, *, settings: Settings) -> Detector:

@@ -106,3 +106,70 @@ def fake_sources_vs_reals(
             rows = (g == k) | (y == 0)
             out[f"{k} vs all real"] = binary_metrics(y[rows], p[rows], threshold=threshold)
     return out
+
+
+def calibration_bins(y_true: Sequence[int], fake_prob: Sequence[float], *, n_bins: int = 15) -> list[dict[str, Any]]:
+    """Equal-width bins of `fake_prob` on [0, 1] (the last one closed): count, mean fake_prob, share of fakes.
+
+    Empty bins are listed with count 0 and None for the means (the reliability diagram skips them).
+    """
+    y = np.asarray(y_true, dtype=float)
+    p = np.clip(np.asarray(fake_prob, dtype=float), 0.0, 1.0)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1], right=True), 0, n_bins - 1)  # bin i holds (e_i, e_i+1]; 0 in bin 0
+    out = []
+    for i in range(n_bins):
+        sel = idx == i
+        n = int(sel.sum())
+        out.append({"lo": float(edges[i]), "hi": float(edges[i + 1]), "count": n,
+                    "mean_fake_prob": float(p[sel].mean()) if n else None,
+                    "fake_share": float(y[sel].mean()) if n else None})
+    return out
+
+
+def expected_calibration_error(y_true: Sequence[int], fake_prob: Sequence[float], *, n_bins: int = 15) -> float:
+    """ECE of `fake_prob` as a probability of "fake": Σ_b (n_b / N) · |mean fake_prob_b − share of fakes_b|.
+
+    15 equal-width bins on [0, 1], bin b = (lo, hi] (0 falls in the first). This is the binary ECE of torchmetrics'
+    `BinaryCalibrationError(norm="l1")` (confidence = fake_prob, accuracy = label); it equals the top-label ECE of
+    Guo et al. (2017) except in the bin that straddles 0.5.
+    """
+    bins = calibration_bins(y_true, fake_prob, n_bins=n_bins)
+    total = sum(b["count"] for b in bins)
+    if not total:
+        return float("nan")
+    return float(sum(b["count"] / total * abs(b["mean_fake_prob"] - b["fake_share"]) for b in bins if b["count"]))
+
+
+def robustness_delta(
+    y_true: Sequence[int], clean: Sequence[float], perturbed: Sequence[float], *, threshold: float
+) -> dict[str, Any]:
+    """How much a perturbation moves a detector on the same images (fake = positive).
+
+    Returns AUC and accuracy after, their change from clean, mean |Δ fake_prob|, the share of verdicts that flip,
+    and the direction of flips (real images newly called fake — the usual complaint — and fakes newly missed).
+    """
+    y = np.asarray(y_true, dtype=int)
+    a = np.asarray(clean, dtype=float)
+    b = np.asarray(perturbed, dtype=float)
+    if not (len(y) == len(a) == len(b)) or not len(y):
+        raise ValueError(f"need equal, non-empty lengths, got {len(y)}, {len(a)}, {len(b)}")
+    before = binary_metrics(y, a, threshold=threshold)
+    after = binary_metrics(y, b, threshold=threshold)
+    fa, fb = a >= threshold, b >= threshold
+    flips = fa != fb
+    reals, fakes = y == 0, y == 1
+    auc_delta = (after["roc_auc"] - before["roc_auc"]) if before["roc_auc"] is not None else None
+    return {
+        "n": int(len(y)),
+        "roc_auc": after["roc_auc"],
+        "accuracy": after["accuracy"],
+        "delta_roc_auc": auc_delta,
+        "delta_accuracy": after["accuracy"] - before["accuracy"],
+        "mean_abs_delta_fake_prob": float(np.abs(b - a).mean()),
+        "mean_delta_fake_prob": float((b - a).mean()),
+        "flip_share": float(flips.mean()),
+        "real_newly_fake_share": float((~fa & fb & reals).sum() / reals.sum()) if reals.any() else None,
+        "fake_newly_real_share": float((fa & ~fb & fakes).sum() / fakes.sum()) if fakes.any() else None,
+        "real_called_fake_share": float((fb & reals).sum() / reals.sum()) if reals.any() else None,
+    }

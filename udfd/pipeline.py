@@ -19,6 +19,7 @@ from udfd.faces import FaceDetector, detect_faces, get_face_detector
 from udfd.lips import get_lip_cropper
 from udfd.loader import load_detector
 from udfd.media import decode_image, read_image
+from udfd.perturb import tta_views
 from udfd.types import Box, FaceCrop, FaceVerdict, Image, Overall, Score, Verdict, VideoSummary
 from udfd.video import Progress, SampledVideo, sample_video, track_faces
 
@@ -55,13 +56,18 @@ def analyze_image(
     if not dets:
         raise UdfdError("no detector configured: set UDFD_DETECTORS (e.g. UDFD_DETECTORS=vit)")
     per_detector: dict[str, list[Score]] = {}
-    for det in dets:
+    spreads = [0.0] * len(faces)
+    for k, det in enumerate(dets):
         t0 = time.perf_counter()
-        per_detector[det.name] = det.predict(det.preprocess([f.pixels for f in faces]))
+        if k == 0 and settings.tta:
+            per_detector[det.name], spreads = _score_with_tta(det, [f.pixels for f in faces])
+        else:
+            per_detector[det.name] = det.predict(det.preprocess([f.pixels for f in faces]))
         timings[det.name] = (time.perf_counter() - t0) * 1000
 
     face_verdicts = tuple(
-        _face_verdict(face, [scores[i] for scores in per_detector.values()], band=settings.uncertain_band)
+        _face_verdict(face, [scores[i] for scores in per_detector.values()], band=settings.uncertain_band,
+                      disagreement=settings.disagreement, spread=spreads[i])
         for i, face in enumerate(faces)
     )
     notes: list[str] = []
@@ -119,8 +125,44 @@ def _decode(source: str | os.PathLike | bytes | Image, *, settings: Settings, na
     return read_image(source, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
 
 
-def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float) -> FaceVerdict:
+def _score_with_tta(det: Detector, crops: list[np.ndarray]) -> tuple[list[Score], list[float]]:
+    """Scores of the crops themselves, and per crop the spread (max - min) of its score over the crop and its
+    test-time views (flip, JPEG 90), all in one batch."""
+    views = [v for crop in crops for v in tta_views(crop)]
+    scores = det.predict(det.preprocess([*crops, *views]))
+    own, extra = scores[:len(crops)], scores[len(crops):]
+    per = len(views) // len(crops)
+    spreads = []
+    for i, s in enumerate(own):
+        probs = [s.fake_prob, *(e.fake_prob for e in extra[i * per:(i + 1) * per])]
+        spreads.append(max(probs) - min(probs))
+    return own, spreads
+
+
+def uncertainty(scores: Sequence[Score], *, band: float, disagreement: float | None = None,
+                spread: float = 0.0) -> str:
+    """Why a face verdict is uncertain ("band", "tta", "disagreement"), or "" when it is not. Pure.
+
+    The first score decides. "band": its fake_prob lies within `band` of its threshold; "tta": within
+    `band + spread` (the spread of its test-time-augmented scores) but not within `band`; "disagreement": some
+    detectors call the face fake and others real, with fake_probs at least `disagreement` apart.
+    """
     primary = scores[0]
+    margin = abs(primary.fake_prob - primary.threshold)
+    if margin < band:
+        return "band"
+    if margin < band + spread:
+        return "tta"
+    probs = [s.fake_prob for s in scores]
+    if disagreement is not None and len({s.is_fake for s in scores}) > 1 and max(probs) - min(probs) >= disagreement:
+        return "disagreement"
+    return ""
+
+
+def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float, disagreement: float | None = None,
+                  spread: float = 0.0) -> FaceVerdict:
+    primary = scores[0]
+    reason = uncertainty(scores, band=band, disagreement=disagreement, spread=spread)
     return FaceVerdict(
         box=face.box,
         face_found=face.face_found,
@@ -128,7 +170,8 @@ def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float) -> FaceVe
         scores={s.detector: round(s.fake_prob, 6) for s in scores},
         label="fake" if primary.is_fake else "real",
         fake_prob=round(primary.fake_prob, 6),
-        uncertain=abs(primary.fake_prob - primary.threshold) < band,
+        uncertain=bool(reason),
+        uncertain_reason=reason,
     )
 
 
@@ -212,7 +255,8 @@ def run_video(
     for i, track in enumerate(tracks):
         scores = [s[i] for s in track_scores.values() if s[i] is not None]
         t, j = track[len(track) // 2]
-        verdicts.append(_face_verdict(frame_faces[t][j], scores, band=settings.uncertain_band))
+        verdicts.append(_face_verdict(frame_faces[t][j], scores, band=settings.uncertain_band,
+                                      disagreement=settings.disagreement))
     with_faces = sum(1 for faces in frame_faces if faces[0].face_found)
     eligible = [i for i, tr in enumerate(tracks) if found[i] and len(tr) >= max(2, 0.25 * with_faces)]
     eligible = eligible or list(range(len(tracks)))

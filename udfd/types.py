@@ -76,11 +76,15 @@ class FaceVerdict:
     label: Label
     fake_prob: float
     uncertain: bool
+    # Why it is uncertain: "band" (near the threshold), "tta" (near it once the band is widened by the spread of
+    # test-time-augmented scores), "disagreement" (detectors call it differently); "" when certain.
+    uncertain_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["box"] = list(self.box)
-        d["verdict"] = {"label": d.pop("label"), "fake_prob": d.pop("fake_prob"), "uncertain": d.pop("uncertain")}
+        d["verdict"] = {"label": d.pop("label"), "fake_prob": d.pop("fake_prob"), "uncertain": d.pop("uncertain"),
+                        "uncertain_reason": d.pop("uncertain_reason")}
         return d
 
 

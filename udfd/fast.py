@@ -1,0 +1,146 @@
+"""Optional faster inference paths for image detectors (`UDFD_FAST`), each an opt-in copy of a loaded detector.
+
+Modes (all CPU, all through the Detector protocol — no family is named here):
+- `int8`: dynamic int8 quantisation of every `nn.Linear` (weights int8, activations quantised on the fly; VNNI).
+- `bf16`: `predict` under `torch.autocast("cpu", dtype=torch.bfloat16)` (AVX-512 BF16); scores come out in fp32.
+- `compile`: `torch.compile` of `logits()` (TorchInductor; the first call per input shape compiles: tens of seconds).
+- `channels_last`: the module and its input batches in NHWC memory layout (helps convolutions).
+- `onnx`: `logits()` exported with the TorchScript ONNX exporter and run by ONNX Runtime (needs `onnx` and
+  `onnxruntime`; see requirements.txt).
+
+Every mode changes numbers a little; `udfd bench --fast` measures each against eager fp32 on the same crops and
+reports max |Δ fake_prob| and verdict flips. Use a mode only for a detector where it kept every verdict there.
+A fast copy is for inference: `logits()` of an `onnx` copy has no gradients, so do not train or explain with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from udfd.detectors.base import Detector
+from udfd.errors import UdfdError
+
+log = logging.getLogger(__name__)
+
+FAST_MODES = ("int8", "bf16", "compile", "channels_last", "onnx")
+
+
+class FastPathError(UdfdError):
+    """A fast path cannot be built for this detector (missing package, export failure, unknown mode)."""
+
+
+def parse_fast(spec: str) -> dict[str, str]:
+    """"int8" -> {"*": "int8"}; "vit:int8,cnn:channels_last" -> per detector name. Unknown modes raise."""
+    out: dict[str, str] = {}
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        name, _, mode = item.rpartition(":")
+        if mode not in FAST_MODES:
+            raise FastPathError(f"unknown UDFD_FAST mode {mode!r} in {spec!r}; choose from {', '.join(FAST_MODES)}")
+        out[name or "*"] = mode
+    return out
+
+
+def mode_for(spec: str, name: str) -> str | None:
+    modes = parse_fast(spec)
+    return modes.get(name, modes.get("*"))
+
+
+def set_threads(n: int = 0) -> int:
+    """torch intra-op threads: `n`, or (0) every core this process may run on. Returns the number set."""
+    if n <= 0:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+def accelerate(det: Detector, mode: str, *, example: torch.Tensor | None = None) -> Detector:
+    """A copy of `det` whose `predict` runs the `mode` path; `det` itself is left untouched.
+
+    `example`: a preprocessed batch for export (`onnx`); by default one zero image at the detector's input size.
+    """
+    if mode not in FAST_MODES:
+        raise FastPathError(f"unknown fast mode {mode!r}; choose from {', '.join(FAST_MODES)}")
+    if det.modality != "image":
+        raise FastPathError(f"fast paths are measured for image detectors only; {det.name} scores {det.modality}")
+    fast = copy.deepcopy(det)
+    net = fast.module().eval()
+    base_logits = fast.logits
+    if mode == "int8":
+        from torch.ao.quantization import quantize_dynamic
+
+        quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    elif mode == "bf16":
+        fast.logits = _under_autocast(base_logits)
+    elif mode == "compile":
+        # The whole logits() (not just module.forward: some families call sub-modules directly), default backend.
+        fast.logits = torch.compile(base_logits)
+    elif mode == "channels_last":
+        net.to(memory_format=torch.channels_last)
+        fast.logits = lambda batch: base_logits(batch.contiguous(memory_format=torch.channels_last))
+    elif mode == "onnx":
+        if example is None:
+            example = det.preprocess([np.zeros((64, 64, 3), np.uint8)])
+        fast.logits = _onnx_logits(base_logits, net, example)
+    fast.version = f"{det.version}+{mode}"
+    return fast
+
+
+def _under_autocast(logits: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return logits(batch).float()
+
+    return run
+
+
+class _LogitsModule(nn.Module):
+    """Wraps a detector's `logits` so that the exporter traces exactly what `predict` scores."""
+
+    def __init__(self, logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module) -> None:
+        super().__init__()
+        self.net = net  # registered so the exporter sees the parameters
+        self._logits = logits
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._logits(batch)
+
+
+def _onnx_logits(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module,
+                 example: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise FastPathError("UDFD_FAST=onnx needs onnx and onnxruntime (pip install -r requirements.txt)") from e
+    buf = io.BytesIO()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: expected
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: dynamo needs onnxscript
+            torch.onnx.export(_LogitsModule(logits, net).eval(), (example,), buf, dynamo=False, opset_version=17,
+                              input_names=["pixels"], output_names=["logits"],
+                              dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}})
+    except Exception as e:  # the exporter raises many types (OnnxExporterError, RuntimeError, TypeError, ...)
+        raise FastPathError(f"ONNX export failed: {type(e).__name__}: {e}") from e
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    # ORT's threads spin after each run by default and then steal the cores from whatever runs next (torch, face
+    # detection, another request): measured, eager models timed right after an ORT call ran ~1.5x slower.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"pixels": batch.detach().cpu().numpy()})[0])
+
+    return run
+
