@@ -109,7 +109,7 @@ def analyze(
         raise gr.Error(str(e), print_exception=False) from e
     return (
         draw_verdict(image.pixels, verdict),
-        {"fake": verdict.overall.fake_prob, "real": 1.0 - verdict.overall.fake_prob},
+        verdict.overall.text,
         face_table(verdict),
         verdict.to_dict(),
         notes_markdown(verdict),
@@ -229,8 +229,8 @@ def build_app(
                     button = gr.Button("Analyse", variant="primary", interactive=bool(available))
                 with gr.Column():
                     annotated = gr.Image(type="numpy", format="png", label="Faces found", interactive=False)
-                    overall = gr.Label(num_top_classes=2, label="Overall")
-            table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False)
+                    overall = gr.Label(label="Overall verdict (at the detector's threshold; fake_prob per face below)")
+            table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False, elem_id="face-table")
             notes = gr.Markdown()
             verdict_json = gr.JSON(label="Verdict JSON")
             recon = gr.Gallery(label="Explanation (heat-maps when 'Explain' is on) and reconstruction view "

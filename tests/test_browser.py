@@ -21,6 +21,7 @@ from udfd.config import Settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WAIT_MS = 120_000  # a generous bound for a loaded 2-core machine, not a timing assertion
+SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "outputs" / "browser"
 # As root and on a closed network: no sandbox, and none of Chromium's background calls home.
 CHROMIUM_ARGS = [
@@ -78,7 +79,11 @@ def served_app():
 def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app, face_image_path: Path, capsys) -> None:
     from playwright import sync_api
 
-    url, available = served_app
+    url, loaded = served_app
+    clip = SHARED_VIDEOS / "real" / "ffpp_youtube" / "519.mp4"
+    if not clip.is_file():
+        pytest.skip(f"shared dev clip not found: {clip}")
+    available = {k: d for k, d in loaded.items() if d.modality == "image"}  # Compare runs image detectors
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
@@ -91,9 +96,11 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             page.locator("input[type=file]").first.set_input_files(str(face_image_path))
             page.get_by_role("button", name="Analyse").click()
             label = page.locator(".output-class").first
-            sync_api.expect(label).to_have_text(re.compile(r"^\s*(fake|real)\s*$"), timeout=WAIT_MS)
-            sync_api.expect(page.get_by_text(re.compile(r"^\d{1,3}%$")).first).to_be_visible()
-            verdict = label.inner_text().strip()
+            sync_api.expect(label).to_have_text(re.compile(r"^\s*(fake|real)( \(uncertain\))?\s*$"), timeout=WAIT_MS)
+            # the face's fake_prob in the per-face table (4 decimals)
+            face_row = page.locator("#face-table [role=row][data-index]").first
+            sync_api.expect(face_row).to_contain_text(re.compile(r"\b[01]\.\d{2,4}\b"))
+            verdict = label.inner_text().strip().split()[0]
             page.screenshot(path=str(ARTIFACTS / "image_tab.png"), full_page=True)
 
             # Compare tab: one row per available detector (the image holds one face).
@@ -107,9 +114,19 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             names = sorted(rows.nth(i).inner_text().split()[1] for i in range(len(available)))
             shot = ARTIFACTS / "compare_tab.png"
             page.screenshot(path=str(shot), full_page=True)
+
+            # Video tab: a real clip, analysed through the whole video pipeline.
+            page.get_by_role("tab", name="Video").click()
+            page.locator("#video-input input[type=file]").set_input_files(str(clip))
+            page.get_by_role("button", name="Analyse video").click()
+            video_label = page.locator("#video-verdict .output-class").first
+            sync_api.expect(video_label).to_have_text(re.compile(r"^\s*(fake|real)( \(uncertain\))?\s*$"),
+                                                      timeout=WAIT_MS)
+            sync_api.expect(page.locator("#video-notes")).to_contain_text("frames decoded", timeout=WAIT_MS)
+            page.screenshot(path=str(ARTIFACTS / "video_tab.png"), full_page=True)
         finally:
             browser.close()
     assert verdict in {"fake", "real"}
     assert names == sorted(available)
     with capsys.disabled():
-        print(f"\nbrowser screenshots: {shot} and {ARTIFACTS / 'image_tab.png'}")
+        print(f"\nbrowser screenshots: {shot}, {ARTIFACTS / 'image_tab.png'} and {ARTIFACTS / 'video_tab.png'}")

@@ -95,6 +95,12 @@ class Overall:
     uncertain: bool
     threshold: float
 
+    @property
+    def text(self) -> str:
+        """What the UI shows: the decision at the detector's own threshold, e.g. "fake (uncertain)". Shown as text
+        rather than as real/fake percentages because a fake_prob of 0.46 is "fake" when the threshold is 0.36."""
+        return f"{self.label} (uncertain)" if self.uncertain else self.label
+
 
 @dataclass(frozen=True)
 class VideoSummary:

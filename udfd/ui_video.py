@@ -180,16 +180,17 @@ def build_video_tab(settings: Settings, available: dict[str, Detector], unavaila
 
     with gr.Row():
         with gr.Column():
-            video_in = gr.Video(sources=["upload"], label="Video (mp4, avi, mov, webm, mkv)")
+            video_in = gr.Video(sources=["upload"], label="Video (mp4, avi, mov, webm, mkv)", elem_id="video-input")
             primary = gr.Dropdown(choices=usable, value=default_primary, label="Detector that decides",
                                   info=("Unavailable: " + ", ".join(f"{k} ({v})" for k, v in missing.items()))
                                   if missing else None)
             others = gr.CheckboxGroup(choices=usable, value=[n for n in wanted[1:]], label="Also show")
             button = gr.Button("Analyse video", variant="primary", interactive=bool(usable))
         with gr.Column():
-            overall = gr.Label(num_top_classes=2, label="Video verdict (most-fake face track)")
+            overall = gr.Label(label="Video verdict (most-fake face track, at the deciding detector's threshold)",
+                             elem_id="video-verdict")
             table = gr.Dataframe(headers=TABLE_HEADERS, label="Per detector", interactive=False)
-    notes = gr.Markdown()
+    notes = gr.Markdown(elem_id="video-notes")
     timeline = gr.Plot(label="Scores over time (used frames) and motion")
     gallery = gr.Gallery(label="Most suspicious frames", columns=3, height="auto")
     lips = gr.Image(label="Lip crops fed to lip_lstm (main face track)", interactive=False, format="png")
@@ -260,7 +261,7 @@ def run(path: str, settings: Settings, detectors: Sequence[Detector], *,
 def outputs(analysis: VideoAnalysis, settings: Settings, detectors: Sequence[Detector]) -> tuple[Any, ...]:
     v = analysis.verdict
     return (
-        {"fake": v.overall.fake_prob, "real": 1.0 - v.overall.fake_prob},
+        v.overall.text,
         video_table(analysis, detectors, settings.uncertain_band),
         timeline_figure(analysis),
         suspicious_frames(analysis, detectors[0].name),
