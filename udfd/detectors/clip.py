@@ -168,8 +168,8 @@ class ClipDetector:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        dtype = torch.float16 if fp16 else torch.float32
-        tensors = {f"head.{k}": v.detach().to(dtype).contiguous() for k, v in self.net.head.state_dict().items()}
+        dtype = torch.float16 if fp16 else torch.float32  # for a bundled encoder only; the head is small: float32
+        tensors = {f"head.{k}": v.detach().float().contiguous() for k, v in self.net.head.state_dict().items()}
         tensors |= self.net.svm.params().tensors()  # float64: the decision must round-trip exactly
         if self.net.text_embedding is not None:
             tensors["text_embedding"] = self.net.text_embedding.detach().float().contiguous()
@@ -185,7 +185,8 @@ class ClipDetector:
             arch["weights"] = enc.BUNDLED_ENCODER  # relative to the folder: no absolute path in config.json
         meta = {**self.meta, **(metadata or {}), "family": self.family, "arch": arch, "labels": {0: "real", 1: "fake"},
                 "svm": self.net.svm.params().meta(), "platt": {"a": self.net.platt.a, "b": self.net.platt.b},
-                "threshold": self.threshold, "temperature": self.temperature, "dtype": str(dtype).split(".")[-1],
+                "threshold": self.threshold, "temperature": self.temperature,
+                "encoder_dtype": str(dtype).split(".")[-1],
                 "preprocessing": {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}}
         (folder / CONFIG_NAME).write_text(json.dumps({UDFD_KEY: meta}, indent=1), encoding="utf-8")
 

@@ -79,8 +79,8 @@ class SVMParams:
                 "intercept": self.intercept}
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"svm.support_vectors": torch.from_numpy(self.support_vectors.astype(np.float64)),
-                "svm.dual_coef": torch.from_numpy(self.dual_coef.astype(np.float64)),
+        return {"svm.support_vectors": torch.from_numpy(np.ascontiguousarray(self.support_vectors, np.float64)),
+                "svm.dual_coef": torch.from_numpy(np.ascontiguousarray(self.dual_coef, np.float64)),
                 "svm.intercept": torch.tensor([self.intercept], dtype=torch.float64)}
 
     @classmethod
@@ -175,8 +175,9 @@ class PCAParams:
         return (np.asarray(x, np.float64) - self.mean) @ self.components[:k].T
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"pca.mean": torch.from_numpy(self.mean), "pca.components": torch.from_numpy(self.components),
-                "pca.explained_variance_ratio": torch.from_numpy(self.explained_variance_ratio)}
+        arrays = {"pca.mean": self.mean, "pca.components": self.components,
+                  "pca.explained_variance_ratio": self.explained_variance_ratio}
+        return {k: torch.from_numpy(np.ascontiguousarray(v, np.float64)) for k, v in arrays.items()}
 
     @classmethod
     def from_stored(cls, tensors: Mapping[str, torch.Tensor]) -> PCAParams | None:
