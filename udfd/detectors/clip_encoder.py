@@ -3,7 +3,7 @@
 An encoder is an open_clip architecture (a built-in name such as `ViT-B-32`, resolved to its config dict, or an
 inline config dict) plus a weights reference:
 
-- `hf-hub:org/repo[@revision]`: `open_clip_model.safetensors` of an open_clip Hub repo (e.g.
+- `hf-hub:org/repo[@revision]`: the weights file of an open_clip Hub repo (safetensors first; e.g.
   `hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K`), through the huggingface_hub cache. Offline and not cached, the
   family is unavailable.
 - a file path (absolute, `~`, or relative to the checkpoint folder): an open_clip state dict in safetensors, or
@@ -30,7 +30,8 @@ from udfd.errors import ModelUnavailableError
 
 log = logging.getLogger(__name__)
 
-HUB_WEIGHTS_FILE = "open_clip_model.safetensors"
+# open_clip's names for the weights in a Hub repo; the .bin is read with torch.load(weights_only=True)
+HUB_WEIGHTS_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin")
 BUNDLED_ENCODER = "encoder.safetensors"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP statistics, used by every open_clip ViT
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -85,7 +86,7 @@ def missing_weights_message(arch: Mapping[str, Any]) -> str:
     name = arch.get("clip_model") or "the configured"
     return (f"the clip detector needs {name} open_clip weights and none are configured. Point UDFD_MODEL_CLIP at a"
             " checkpoint folder made by training/train_clip.py, whose config.json names the encoder weights"
-            f" (udfd.arch.weights: hf-hub:org/repo with {HUB_WEIGHTS_FILE}, e.g."
+            " (udfd.arch.weights: an open_clip Hub repo, e.g."
             " hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K, or a local open_clip weights file such as"
             f" {BUNDLED_ENCODER} in the folder); it never runs with random weights.")
 
@@ -100,7 +101,7 @@ def load_state(weights: str, *, folder: Path | None = None) -> dict[str, torch.T
             path = Path(folder) / path
         if not path.is_file():
             raise ModelUnavailableError(f"open_clip weights file {path} does not exist; download the encoder weights"
-                                        " (open_clip_model.safetensors) and set udfd.arch.weights to that file")
+                                        " (e.g. open_clip_model.safetensors) and set udfd.arch.weights to that file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -119,17 +120,21 @@ def load_state(weights: str, *, folder: Path | None = None) -> dict[str, torch.T
 
 
 def _hub_file(ref: str) -> Path:
+    """The first open_clip weights file the repo has, safetensors first (open_clip's own names)."""
     from huggingface_hub import hf_hub_download
 
     repo, _, revision = ref.removeprefix("hf-hub:").partition("@")
-    try:
-        return Path(hf_hub_download(repo_id=repo, filename=HUB_WEIGHTS_FILE, revision=revision or None))
-    except Exception as e:  # offline, missing file, auth: huggingface_hub raises many types
-        raise ModelUnavailableError(
-            f"cannot get the clip encoder weights {ref} ({HUB_WEIGHTS_FILE}: {type(e).__name__}). The Hub needs network"
-            " access; offline, download that file elsewhere and set udfd.arch.weights in the checkpoint's config.json"
-            " to its path (or copy it into the checkpoint folder as encoder.safetensors)."
-        ) from e
+    errors = []
+    for filename in HUB_WEIGHTS_FILES:
+        try:
+            return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision or None))
+        except Exception as e:  # offline, missing file, auth: huggingface_hub raises many types
+            errors.append(f"{filename}: {type(e).__name__}")
+    raise ModelUnavailableError(
+        f"cannot get the clip encoder weights {ref} ({'; '.join(errors)}). The Hub needs network access; offline,"
+        " download the weights elsewhere and set udfd.arch.weights in the checkpoint's config.json to the file (or"
+        f" copy it into the checkpoint folder as {BUNDLED_ENCODER})."
+    )
 
 
 def load_visual(visual: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
