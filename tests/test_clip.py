@@ -214,3 +214,20 @@ def test_the_app_greys_out_clip_with_the_reason() -> None:
 
     available, unavailable = app.load_models(Settings(detectors=("clip",), models={"clip": DEFAULT_MODELS["clip"]}))
     assert available == {} and "UDFD_MODEL_CLIP" in unavailable["clip"]
+
+
+def test_bench_rows_time_a_configured_clip_checkpoint(tmp_path: Path) -> None:
+    from training.data import synthetic_dataset
+    from udfd.bench import stats
+    from udfd.bench_families import bench_families, format_family_table
+    from udfd.config import Settings
+    from udfd.media import iter_image_files
+
+    det, *_ = _trained()
+    det.save_pretrained(tmp_path / "ckpt", metadata={"version": "t"})
+    files = iter_image_files([synthetic_dataset(tmp_path / "imgs", n=4)])
+    settings = Settings(models={"clip": f"local-dir:{tmp_path / 'ckpt'}"})
+    (row,) = bench_families(settings=settings, files=files, stats=stats)
+    assert row["name"] == "clip" and 0 < row["batch1"]["p50_ms"] <= row["batch1"]["p95_ms"]
+    assert row["train_images_per_s"] == "not measured: trains with training/train_clip.py and its own loss"
+    assert "| clip |" in format_family_table([row])

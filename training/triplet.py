@@ -78,6 +78,9 @@ def train_head(emb: np.ndarray, labels: np.ndarray, train: list[int], val: list[
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if accelerator is not None:
         head, opt = accelerator.prepare(head, opt)
+    device = next(head.parameters()).device  # the embeddings follow the head (a GPU under accelerate launch)
+    x = x.to(device)
+    text = None if text is None else text.to(device)
     train_hist, val_hist, best, best_state, best_epoch, stale = [], [], float("inf"), None, 0, 0
     for epoch in range(cfg.epochs):
         head.train()
@@ -111,7 +114,8 @@ def train_head(emb: np.ndarray, labels: np.ndarray, train: list[int], val: list[
                 break
     head = _unwrap(head, accelerator)
     head.load_state_dict(best_state)
-    head.eval()
+    head = head.cpu().eval()
+    x, text = x.cpu(), None if text is None else text.cpu()
     with torch.no_grad():
         a, p, n = (project(head, x[val_triplets[:, k]], text, variant) for k in range(3))
         dists = {"anchor-positive": (a - p).norm(dim=1).numpy(), "anchor-negative": (a - n).norm(dim=1).numpy()}
