@@ -87,7 +87,7 @@ def test_compare_image_runs_every_detector_on_every_face(tiny_detectors, tmp_pat
     path = tmp_path / "noise.png"
     PILImage.fromarray(pixels).save(path)
     settings = Settings(faces=FaceSettings(backend="haar"))
-    comparison = compare_image(path, detectors=tiny_detectors, settings=settings, unavailable={"clip": "no weights"})
+    comparison = compare_image(path, detectors=tiny_detectors, settings=settings, unavailable={"vit_hub": "not cached"})
     names = [d.name for d in tiny_detectors]
     n_faces = len(comparison.verdict.faces)
     assert [r.detector for r in comparison.rows] == names * n_faces
@@ -96,7 +96,7 @@ def test_compare_image_runs_every_detector_on_every_face(tiny_detectors, tmp_pat
     }
     d = json.loads(json.dumps(comparison.to_dict()))
     assert set(d["faces"][0]["scores"]) == set(names)
-    assert len(d["comparison"]) == len(names) * n_faces and d["unavailable"] == {"clip": "no weights"}
+    assert len(d["comparison"]) == len(names) * n_faces and d["unavailable"] == {"vit_hub": "not cached"}
     assert all(0.0 <= row["fake_prob"] <= 1.0 for row in d["comparison"])
 
     table = comparison_table(comparison)
@@ -106,7 +106,7 @@ def test_compare_image_runs_every_detector_on_every_face(tiny_detectors, tmp_pat
     assert [caption.split(":")[0] for _, caption in gallery] == names
     assert all(img.shape == pixels.shape for img, _ in gallery)
     summary = agreement_markdown(comparison)
-    assert "detectors say fake" in summary and "`clip`: no weights" in summary
+    assert "detectors say fake" in summary and "`vit_hub`: not cached" in summary
 
     plain = compare_image(path, detectors=tiny_detectors, settings=settings, explain=False)
     assert plain.heatmaps == ()

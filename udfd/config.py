@@ -20,6 +20,9 @@ DEFAULT_MODELS: dict[str, str] = {
     "mobilenet_v2": f"local-dir:{EMBEDDED_MODELS / 'udfd-mobilenet-v2'}",
     "ocvae": f"local-dir:{EMBEDDED_MODELS / 'udfd-ocvae'}",
     "lip_lstm": f"local-dir:{EMBEDDED_MODELS / 'udfd-lip-lstm'}",
+    # No embedded checkpoint: CLIP weights cannot be fetched offline, so the app lists `clip` as unavailable
+    # (with the reason) until UDFD_MODEL_CLIP points at a folder made by training/train_clip.py. See README.
+    "clip": f"local-dir:{EMBEDDED_MODELS / 'udfd-clip'}",
 }
 
 

@@ -122,6 +122,7 @@ def family_for(config: dict[str, Any]) -> type:
 def _import_builtin_families() -> None:
     # Importing the modules runs their @register decorators.
     from udfd.detectors import (  # noqa: F401
+        clip,
         cnn,
         lip_lstm,
         mobilenet,
