@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +94,23 @@ def face_rgb(shared_faces: Path) -> np.ndarray:
     from udfd.media import read_image
 
     return read_image(sorted((shared_faces / "real" / "lfw").glob("*.jpg"))[0]).pixels
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(demo, *, max_file_size: int | None = None) -> Iterator[str]:
+    """Launch a Blocks app on a free loopback port (queued, 2 at a time), yield its URL, close it afterwards."""
+    demo.queue(default_concurrency_limit=2)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), server_name="127.0.0.1", quiet=True,
+                            max_file_size=max_file_size)
+    try:
+        yield url
+    finally:
+        demo.close()

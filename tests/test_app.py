@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,13 +15,8 @@ import pytest  # noqa: E402
 from PIL import Image as PILImage  # noqa: E402
 
 import app  # noqa: E402
+from tests.conftest import serve  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _check_verdict_schema(d: dict, *, file: str) -> None:
@@ -94,18 +88,8 @@ def test_unavailable_model_is_reported_not_raised(tmp_path: Path) -> None:
 @pytest.fixture()
 def served(tiny_settings):
     demo = app.build_app(tiny_settings)
-    demo.queue(default_concurrency_limit=2)
-    _, url, _ = demo.launch(
-        prevent_thread_lock=True,
-        server_port=_free_port(),
-        server_name="127.0.0.1",
-        quiet=True,
-        max_file_size=tiny_settings.max_file_bytes,
-    )
-    try:
+    with serve(demo, max_file_size=tiny_settings.max_file_bytes) as url:
         yield url
-    finally:
-        demo.close()
 
 
 @pytest.mark.slow

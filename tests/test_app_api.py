@@ -6,7 +6,6 @@ Every registered family runs as a tiny random network, plus one detector reporte
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from PIL import Image as PILImage
 
 import app
+from tests.conftest import serve  # noqa: E402
 from udfd.config import Settings
 from udfd.detectors import families
 
@@ -25,11 +25,6 @@ pytestmark = pytest.mark.slow
 # `clip` is a registered family and runs here as a tiny network; the unavailable one is a Hub model offline.
 UNAVAILABLE = {"vit_hub": "hf-hub:org/vit is not in the local cache (set UDFD_MODEL_VIT_HUB)"}
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +37,8 @@ def served() -> str:
         available[fam] = det
     settings = Settings(detectors=("cnn",))
     demo = app.build_app(settings, available=available, unavailable=dict(UNAVAILABLE))
-    demo.queue(default_concurrency_limit=2)
-    _, url, _ = demo.launch(
-        prevent_thread_lock=True,
-        server_port=_free_port(),
-        server_name="127.0.0.1",
-        quiet=True,
-        max_file_size=settings.max_file_bytes,
-    )
-    try:
+    with serve(demo, max_file_size=settings.max_file_bytes) as url:
         yield url
-    finally:
-        demo.close()
 
 
 @pytest.fixture()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -107,22 +106,15 @@ def test_consent_box_is_unchecked_by_default(tiny_settings, tmp_path: Path) -> N
     assert {"Correct", "Wrong — it is real", "Wrong — it is fake"} <= labels
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_served_flag_endpoint(tiny_settings, tmp_path: Path, picture: Path) -> None:
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
+    from tests.conftest import serve
+
     settings = _settings(tiny_settings, tmp_path, _protector_dir(tmp_path, tiny_settings, min_agreement=0.0))
-    demo = app.build_app(settings)
-    demo.queue(default_concurrency_limit=2)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), server_name="127.0.0.1", quiet=True)
-    try:
+    with serve(app.build_app(settings)) as url:
         client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
         verdict = client.predict(handle_file(picture), api_name="/analyze_image")[3]
         out = client.predict(handle_file(picture), "vit", "Wrong — it is real", True, api_name="/flag")
@@ -134,8 +126,6 @@ def test_served_flag_endpoint(tiny_settings, tmp_path: Path, picture: Path) -> N
         with pytest.raises(AppError, match="unknown feedback"):
             client.predict(handle_file(picture), "vit", "nonsense", False, api_name="/flag")
         assert "/flag" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    finally:
-        demo.close()
     records = read_records(tmp_path / "fb").records
     assert sorted(r.id for r in records) == sorted([out["id"], out2["id"]])
 

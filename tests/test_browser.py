@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
 import app
+from tests.conftest import serve  # noqa: E402
 from udfd.config import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -49,11 +49,6 @@ def chromium() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def served_app():
@@ -62,18 +57,8 @@ def served_app():
     if not available:
         pytest.fail(f"no embedded detector could be loaded: {unavailable}")
     demo = app.build_app(settings, available=available, unavailable=unavailable)
-    demo.queue(default_concurrency_limit=2)
-    _, url, _ = demo.launch(
-        prevent_thread_lock=True,
-        server_port=_free_port(),
-        server_name="127.0.0.1",
-        quiet=True,
-        max_file_size=settings.max_file_bytes,
-    )
-    try:
+    with serve(demo, max_file_size=settings.max_file_bytes) as url:
         yield url, available
-    finally:
-        demo.close()
 
 
 def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app, face_image_path: Path, capsys) -> None:

@@ -156,13 +156,10 @@ def test_served_analyze_video_endpoint(tiny_settings, face_video: Path, tmp_path
     from gradio_client.exceptions import AppError
 
     import app
-    from tests.test_app import _free_port
+    from tests.conftest import serve
 
     settings = replace(tiny_settings, video=VideoSettings(frames=4), video_detectors=("vit",))
-    demo = app.build_app(settings)
-    demo.queue(default_concurrency_limit=2)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), server_name="127.0.0.1", quiet=True)
-    try:
+    with serve(app.build_app(settings)) as url:
         client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
         label, table, _plot, gallery, _lips, verdict, notes = client.predict(
             handle_file(face_video), "vit", [], api_name="/analyze_video")
@@ -178,8 +175,6 @@ def test_served_analyze_video_endpoint(tiny_settings, face_video: Path, tmp_path
             client.predict(None, "vit", [], api_name="/analyze_video")
         # still serving after the bad uploads, images included
         assert client.predict(handle_file(face_video), "vit", [], api_name="/analyze_video")[5]["kind"] == "video"
-    finally:
-        demo.close()
 
 
 @pytest.mark.slow
@@ -190,25 +185,20 @@ def test_video_tab_flag_is_stored_with_the_video_hash(tiny_settings, face_video:
     from gradio_client.exceptions import AppError
 
     import app
-    from tests.test_app import _free_port
+    from tests.conftest import serve
     from udfd.config import FeedbackSettings
     from udfd.feedback import read_records
 
     store = tmp_path / "flags"
     settings = replace(tiny_settings, video=VideoSettings(frames=4), video_detectors=("vit",),
                        feedback=FeedbackSettings(dir=store, protector=f"local-dir:{tmp_path / 'none'}"))
-    demo = app.build_app(settings)
-    demo.queue(default_concurrency_limit=2)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), server_name="127.0.0.1", quiet=True)
-    try:
+    with serve(app.build_app(settings)) as url:
         client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
         with pytest.raises(AppError, match="Analyse a video first"):
             client.predict("Correct", False, api_name="/flag_video")
         verdict = client.predict(handle_file(face_video), "vit", [], api_name="/analyze_video")[5]
         message = client.predict("Wrong — it is fake", True, api_name="/flag_video")
         assert "recorded as **fake**" in message and "face crop was stored" in message
-    finally:
-        demo.close()
     records = read_records(store).records
     assert len(records) == 1
     rec = records[0]
