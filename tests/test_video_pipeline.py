@@ -206,3 +206,34 @@ def test_video_tab_flag_is_stored_with_the_video_hash(tiny_settings, face_video:
     assert rec.user_label == "fake" and rec.predicted_label == verdict["overall"]["label"] and rec.consent
     assert rec.scores == verdict["faces"][0]["scores"]
     assert rec.protector_decision == "unscreened" and "not screened" in rec.reason
+
+
+def test_video_flag_is_screened_with_the_protectors_own_detector(tiny_settings, face_video: Path, tmp_path: Path,
+                                                                  tiny_dets: list) -> None:
+    """lip_lstm decides the video, but the protector reads vit features: the flag is screened with vit."""
+    from udfd.config import FeedbackSettings
+    from udfd.feedback import new_record, open_store
+    from udfd.protector import Protector, ProtectorConfig
+    from udfd.ui_feedback import StoreFlaggingCallback
+    from udfd.ui_video import last_verdict, run
+
+    lip, vit = tiny_dets
+    vit.name = "vit"
+    low, high = vit.features(vit.preprocess([np.zeros((32, 32, 3), np.uint8)]))
+    protector = Protector.create(ProtectorConfig(low_dim=low.shape[1], high_dim=high.shape[1], detector="vit",
+                                                 min_agreement=0.0))
+    store, _, _ = open_store(FeedbackSettings(dir=tmp_path / "fb"))
+    callback = StoreFlaggingCallback(SETTINGS, {"vit": vit}, store=store, protector=protector)
+    analysis = run(str(face_video), SETTINGS, [lip, vit])
+    last = last_verdict(analysis, lip)
+    assert last["detector"] == "lip_lstm" and last["face"].ndim == 3
+
+    record = new_record(media_sha256=last["sha256"], model="lip_lstm", revision=lip.version, scores=last["scores"],
+                        predicted_label=last["predicted"], user_label="real", consent=False)
+    from udfd.ui_video import screening_detector
+
+    assert screening_detector(callback, {"lip_lstm": lip, "vit": vit}, "lip_lstm") is vit
+    assert screening_detector(callback, {"lip_lstm": lip}, "lip_lstm") is lip  # vit not loaded: unscreened later
+    stored = callback.flag_face(record, vit, last["face"], consent=False)
+    assert stored.protector_decision == "accepted" and stored.protector_score is not None
+    assert stored.model == "lip_lstm" and stored.image_file is None

@@ -213,6 +213,14 @@ def last_verdict(analysis: VideoAnalysis, decider: Detector) -> dict[str, Any]:
             "scores": dict(v.faces[k].scores), "predicted": v.overall.label, "face": analysis.faces[t][j].pixels}
 
 
+def screening_detector(flagging: StoreFlaggingCallback, available: dict[str, Detector], decider: str) -> Detector:
+    """The detector whose features screen a video flag. The protector judges the face itself from the hidden
+    states of the detector it was trained on (an image detector): that one when it is loaded, whichever detector
+    decided the video; otherwise the decider (the flag is then stored unscreened, with the reason)."""
+    reader = flagging.protector.config.detector if flagging.protector is not None else decider
+    return available.get(reader, available[decider])
+
+
 def _flag_row(flagging: StoreFlaggingCallback, state: gr.State, available: dict[str, Detector]) -> None:
     gr.Markdown(VIDEO_WHAT_IS_STORED)
     with gr.Row():
@@ -228,7 +236,8 @@ def _flag_row(flagging: StoreFlaggingCallback, state: gr.State, available: dict[
         record = new_record(media_sha256=last["sha256"], model=last["detector"], revision=last["revision"],
                             scores=last["scores"], predicted_label=last["predicted"],
                             user_label=CHOICES[choice] or last["predicted"], consent=bool(agreed))
-        stored = flagging.flag_face(record, available[last["detector"]], last["face"], consent=bool(agreed))
+        screen_with = screening_detector(flagging, available, last["detector"])
+        stored = flagging.flag_face(record, screen_with, last["face"], consent=bool(agreed))
         kept = "the face crop was stored" if stored.image_file else "only scores and the video hash were stored"
         return (f"Thank you: recorded as **{stored.user_label}** (model said {stored.predicted_label}); "
                 f"protector: {stored.protector_decision} — {stored.reason}; {kept}.")
