@@ -52,7 +52,7 @@ def _read(name: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
-    from udfd.bench_fast import fast_markdown
+    from udfd.bench.fast import fast_markdown
     from udfd.cards import replace_marked_block
 
     readme = ROOT / "README.md"

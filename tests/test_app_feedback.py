@@ -17,10 +17,10 @@ from PIL import Image as PILImage  # noqa: E402
 
 import app  # noqa: E402
 from udfd.config import FeedbackSettings  # noqa: E402
-from udfd.feedback import read_records  # noqa: E402
+from udfd.feedback.protector import Protector, ProtectorConfig  # noqa: E402
+from udfd.feedback.store import read_records  # noqa: E402
 from udfd.loader import load_detector  # noqa: E402
-from udfd.protector import Protector, ProtectorConfig  # noqa: E402
-from udfd.ui_feedback import CONSENT_LABEL, make_callback  # noqa: E402
+from udfd.ui.feedback import CONSENT_LABEL, make_callback  # noqa: E402
 
 
 @pytest.fixture()

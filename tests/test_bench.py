@@ -1,4 +1,4 @@
-"""udfd.bench on a tiny checkpoint and 4 generated images: result structure, not timing thresholds."""
+"""udfd.bench.latency on a tiny checkpoint and 4 generated images: result structure, not timing thresholds."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from udfd.bench import PATHS, run_bench, sample_images
+from udfd.bench.latency import PATHS, run_bench, sample_images
 from udfd.errors import UdfdError
 
 SIZES = [(64, 64), (60, 80), (90, 120), (48, 48)]  # (h, w): mixed sizes, as in the real benchmark
@@ -73,8 +73,8 @@ def test_sample_images_mixes_sources_and_is_seeded(bench_data: Path) -> None:
 
 
 def test_family_rows_cover_every_configured_detector(tiny_vit_dir: Path, bench_data: Path, tmp_path: Path) -> None:
-    from udfd.bench import stats
-    from udfd.bench_families import bench_families, format_family_table
+    from udfd.bench.families import bench_families, format_family_table
+    from udfd.bench.latency import stats
     from udfd.config import Settings
     from udfd.media import iter_image_files
 
@@ -95,7 +95,7 @@ def test_video_bench_compares_the_paths_on_one_clip(tmp_path, face_rgb, tiny_set
     from dataclasses import replace
 
     from tests.conftest import face_clip, write_video
-    from udfd.bench_video import run_video_bench
+    from udfd.bench.video import run_video_bench
     from udfd.config import VideoSettings
 
     clip = write_video(tmp_path / "c.mp4", face_clip(face_rgb, 12))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from udfd.cli import main
+from udfd.cli.main import main
 from udfd.loader import clear_cache
 
 VERDICT_KEYS = {"file", "kind", "faces", "overall", "model_versions", "timings_ms"}

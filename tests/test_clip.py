@@ -218,8 +218,8 @@ def test_the_app_greys_out_clip_with_the_reason() -> None:
 
 def test_bench_rows_time_a_configured_clip_checkpoint(tmp_path: Path) -> None:
     from training.data import synthetic_dataset
-    from udfd.bench import stats
-    from udfd.bench_families import bench_families, format_family_table
+    from udfd.bench.families import bench_families, format_family_table
+    from udfd.bench.latency import stats
     from udfd.config import Settings
     from udfd.media import iter_image_files
 

@@ -17,7 +17,7 @@ from udfd.config import FaceSettings, Settings
 from udfd.detectors import families
 from udfd.pipeline import compare_image
 from udfd.types import FaceVerdict, Overall, Verdict
-from udfd.ui_compare import comparison_bars, comparison_gallery, comparison_table
+from udfd.ui.compare import comparison_bars, comparison_gallery, comparison_table
 
 
 def _verdict() -> Verdict:

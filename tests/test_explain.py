@@ -172,7 +172,7 @@ def test_explain_verdict_cuts_faces_from_the_image() -> None:
 def test_cli_predict_explain_saves_timestamped_jpegs(tmp_path, monkeypatch, tiny_vit_dir, capsys) -> None:
     from PIL import Image
 
-    from udfd.cli import main
+    from udfd.cli.main import main
     from udfd.loader import clear_cache
 
     monkeypatch.setenv("UDFD_MODEL_VIT", f"local-dir:{tiny_vit_dir}")

@@ -1,4 +1,4 @@
-"""Fairness: annotations from manifest / metadata, balancing plans, per-group metrics (udfd/fairness.py)."""
+"""Fairness: annotations from manifest / metadata, balancing plans, per-group metrics (udfd/evaluation/fairness.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image as PILImage
 
 from udfd.errors import UdfdError
-from udfd.fairness import (
+from udfd.evaluation.fairness import (
     GEOMETRIC,
     UNKNOWN,
     annotate,
@@ -157,7 +157,7 @@ def test_train_image_balance_smoke(tmp_path: Path) -> None:
 
     from training.data import synthetic_dataset
     from training.train_image import main
-    from udfd.fairness import image_files, sha256_file
+    from udfd.evaluation.fairness import image_files, sha256_file
 
     root = synthetic_dataset(tmp_path / "syn")
     files = image_files(root)
@@ -184,7 +184,7 @@ def test_train_image_balance_smoke(tmp_path: Path) -> None:
 def test_cli_annotate_report_and_evaluate_groups_into_a_card(tmp_path: Path, tiny_vit_dir: Path,
                                                              capsys: pytest.CaptureFixture,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from udfd.cli import main
+    from udfd.cli.main import main
 
     root = _tree(tmp_path)
     (root.parent / "manifest.csv").write_text(

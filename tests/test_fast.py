@@ -103,7 +103,7 @@ def test_udfd_fast_setting_goes_through_the_loader_cache(tiny_settings):
 
 
 def test_fast_bench_structure(tiny_settings, tmp_path: Path):
-    from udfd.bench_fast import run_fast_bench
+    from udfd.bench.fast import run_fast_bench
 
     for i in range(8):
         folder = tmp_path / ("real" if i % 2 else "fake") / f"s{i % 2}"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from udfd.config import FeedbackSettings
-from udfd.feedback import (
+from udfd.feedback.store import (
     METADATA_NAME,
     FeedbackStore,
     feedback_stats,
@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 WRITER = r"""
 import sys, threading
 import numpy as np
-from udfd.feedback import FeedbackStore, new_record
+from udfd.feedback.store import FeedbackStore, new_record
 root, tag, n, ack = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "ack"
 store = FeedbackStore(root)
 img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
@@ -227,7 +227,7 @@ def test_stats_count_and_user_accuracy(tmp_path: Path) -> None:
 
 def test_cli_stats_and_export(tmp_path: Path, capsys, monkeypatch) -> None:
     from training.data import list_samples
-    from udfd.cli import main
+    from udfd.cli.main import main
 
     root = tmp_path / "fb"
     store = FeedbackStore(root)

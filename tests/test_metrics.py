@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from udfd.metrics import (
+from udfd.evaluation.metrics import (
     best_f1_threshold,
     best_youden_threshold,
     binary_metrics,
@@ -61,7 +61,7 @@ def test_youden_threshold_balances_errors_where_max_f1_calls_everything_fake():
 
 
 def test_fake_sources_vs_reals():
-    from udfd.metrics import fake_sources_vs_reals
+    from udfd.evaluation.metrics import fake_sources_vs_reals
 
     y = [0, 0, 1, 1, 0, 1]
     p = [0.1, 0.2, 0.9, 0.15, 0.3, 0.8]
@@ -73,7 +73,7 @@ def test_fake_sources_vs_reals():
 
 
 def test_ece_by_hand_one_sample_per_bin():
-    from udfd.metrics import expected_calibration_error
+    from udfd.evaluation.metrics import expected_calibration_error
 
     # 15 bins of width 1/15: every value below sits alone in its bin, so ECE = mean |p - y|.
     y = [0, 0, 1, 1, 1]
@@ -82,7 +82,7 @@ def test_ece_by_hand_one_sample_per_bin():
 
 
 def test_ece_by_hand_shared_bins():
-    from udfd.metrics import calibration_bins, expected_calibration_error
+    from udfd.evaluation.metrics import calibration_bins, expected_calibration_error
 
     # bin (0.667, 0.733]: p 0.71, 0.72, 0.73 with labels 0, 1, 1 -> |0.72 - 2/3|; bin (0.067, 0.133]: 0.1, 0.12 with 0, 0
     y = [0, 1, 1, 0, 0]
@@ -96,7 +96,7 @@ def test_ece_by_hand_shared_bins():
 
 
 def test_ece_is_zero_when_calibrated_and_edges_land_in_a_bin():
-    from udfd.metrics import calibration_bins, expected_calibration_error
+    from udfd.evaluation.metrics import calibration_bins, expected_calibration_error
 
     assert expected_calibration_error([1, 1, 1, 0], [0.75] * 4) == pytest.approx(0.0)
     bins = calibration_bins([0, 1], [0.0, 1.0], n_bins=15)
@@ -107,7 +107,7 @@ def test_ece_is_zero_when_calibrated_and_edges_land_in_a_bin():
 
 
 def test_robustness_delta_by_hand():
-    from udfd.metrics import robustness_delta
+    from udfd.evaluation.metrics import robustness_delta
 
     r = robustness_delta([0, 0, 1, 1], [0.2, 0.4, 0.6, 0.9], [0.6, 0.4, 0.3, 0.9], threshold=0.5)
     assert r["flip_share"] == pytest.approx(0.5)

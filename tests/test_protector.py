@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from udfd.config import PROJECT_ROOT
-from udfd.protector import Protector, ProtectorConfig, decide, load_protector
+from udfd.feedback.protector import Protector, ProtectorConfig, decide, load_protector
 
 
 def test_decision_rule_uses_the_users_label() -> None:

@@ -23,8 +23,8 @@ import torch
 from PIL import Image as PILImage
 
 from tests.test_hub import FakeHfApi
-from udfd.feedback import FeedbackStore, new_record
-from udfd.monitor import MonitorSettings, baseline_from_folder, check_drift
+from udfd.feedback.monitor import MonitorSettings, baseline_from_folder, check_drift
+from udfd.feedback.store import FeedbackStore, new_record
 from udfd.types import FeedbackRecord
 
 ARCH = '{"image_size": 32, "width": 8, "fc": 16, "dropout": 0.0}'
@@ -126,14 +126,14 @@ def _flag(store: FeedbackStore, det, protector, paths: list[Path], user_label: s
 
 
 @pytest.mark.slow
-def test_full_offline_loop(world: dict, capsys) -> None:
+def test_full_offline_loop(world: dict, capfd) -> None:
     from training.retrain import main as retrain
     from training.train_image import main as train_image
     from training.train_protector import main as train_protector
-    from udfd.cli import main as udfd_cli
+    from udfd.cli.main import main as udfd_cli
     from udfd.config import Settings
+    from udfd.feedback.protector import load_protector
     from udfd.loader import clear_cache, current_detector, load_detector
-    from udfd.protector import load_protector
 
     tmp, cache = world["tmp"], str(world["cache"])
     torch.manual_seed(0)
@@ -168,7 +168,7 @@ def test_full_offline_loop(world: dict, capsys) -> None:
               "--min-count", "10", "--cache-dir", cache, "--work-dir", str(tmp / "work")]
     assert udfd_cli(["retrain", "--dry-run", "--detector", "cnn", "--min-count", "10", "--work-dir",
                      str(tmp / "work")]) == 0
-    dry = json.loads(capsys.readouterr().out)
+    dry = json.loads(capfd.readouterr().out)  # udfd retrain runs training/retrain.py in a child process
     assert dry["drift"]["triggered"] and dry["action"] == "would retrain"
     assert not (tmp / "work" / "state.json").exists(), "a dry run changes nothing"
 

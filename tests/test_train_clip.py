@@ -56,7 +56,7 @@ def test_train_clip_smoke_writes_a_safe_loadable_checkpoint_and_pushes(tmp_path:
     assert 0 <= det.predict(det.preprocess([np.zeros((40, 40, 3), np.uint8)]))[0].fake_prob <= 1
 
     # `udfd evaluate --detector clip` with the checkpoint configured the usual way.
-    from udfd.cli import main as cli
+    from udfd.cli.main import main as cli
 
     data = synthetic_dataset(tmp_path / "eval", n=6, seed=3)
     monkeypatch.setenv("UDFD_MODEL_CLIP", f"local-dir:{out}")

@@ -73,7 +73,7 @@ def test_no_face_scores_whole_frames_and_says_so(tmp_path: Path, tiny_dets: list
 
 
 def test_video_tab_outputs_and_errors(face_video: Path, tiny_dets: list, tmp_path: Path) -> None:
-    from udfd.ui_video import analyze
+    from udfd.ui.video import analyze
 
     label, table, figure, gallery, lips, verdict, notes = analyze(str(face_video), SETTINGS, tiny_dets)
     o = verdict["overall"]
@@ -92,7 +92,7 @@ def test_video_tab_outputs_and_errors(face_video: Path, tiny_dets: list, tmp_pat
 
 def test_cli_predict_and_evaluate_videos(tmp_path: Path, face_rgb: np.ndarray, tiny_vit_dir: Path,
                                          capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    from udfd.cli import main
+    from udfd.cli.main import main
 
     for label in ("real", "fake"):
         (tmp_path / "v" / label / "src").mkdir(parents=True)
@@ -187,7 +187,7 @@ def test_video_tab_flag_is_stored_with_the_video_hash(tiny_settings, face_video:
     import app
     from tests.conftest import serve
     from udfd.config import FeedbackSettings
-    from udfd.feedback import read_records
+    from udfd.feedback.store import read_records
 
     store = tmp_path / "flags"
     settings = replace(tiny_settings, video=VideoSettings(frames=4), video_detectors=("vit",),
@@ -212,10 +212,10 @@ def test_video_flag_is_screened_with_the_protectors_own_detector(tiny_settings, 
                                                                   tiny_dets: list) -> None:
     """lip_lstm decides the video, but the protector reads vit features: the flag is screened with vit."""
     from udfd.config import FeedbackSettings
-    from udfd.feedback import new_record, open_store
-    from udfd.protector import Protector, ProtectorConfig
-    from udfd.ui_feedback import StoreFlaggingCallback
-    from udfd.ui_video import last_verdict, run
+    from udfd.feedback.protector import Protector, ProtectorConfig
+    from udfd.feedback.store import new_record, open_store
+    from udfd.ui.feedback import StoreFlaggingCallback
+    from udfd.ui.video import last_verdict, run
 
     lip, vit = tiny_dets
     vit.name = "vit"
@@ -230,7 +230,7 @@ def test_video_flag_is_screened_with_the_protectors_own_detector(tiny_settings, 
 
     record = new_record(media_sha256=last["sha256"], model="lip_lstm", revision=lip.version, scores=last["scores"],
                         predicted_label=last["predicted"], user_label="real", consent=False)
-    from udfd.ui_video import screening_detector
+    from udfd.ui.video import screening_detector
 
     assert screening_detector(callback, {"lip_lstm": lip, "vit": vit}, "lip_lstm") is vit
     assert screening_detector(callback, {"lip_lstm": lip}, "lip_lstm") is lip  # vit not loaded: unscreened later

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from udfd.metrics import binary_metrics
+from udfd.evaluation.metrics import binary_metrics
 
 PLOTS = {"loss": "loss_curves.png", "distances": "triplet_distances.png", "pca": "pca_scatter.png",
          "variance": "pca_variance.png"}

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a
 from training.data import Sample, cached_crops, list_samples, split_samples  # noqa: E402
 from training.features import Features, cached_features, split_from_file  # noqa: E402
 from udfd.config import FaceSettings, Settings  # noqa: E402
-from udfd.protector import Protector, load_protector  # noqa: E402
+from udfd.feedback.protector import Protector, load_protector  # noqa: E402
 
 log = logging.getLogger(__name__)
 SHARES = (0.1, 0.3, 0.5)

@@ -3,7 +3,7 @@
     python training/retrain.py --detector vit --data ../shared/data/faces --eval-data TRUSTED_DIR [--dry-run]
 
 1. Monitor: user-perceived accuracy on the accepted flags since the current model version vs the accuracy
-   the model shipped with (udfd/monitor.py); a drop of >= --drop-points triggers, once per version.
+   the model shipped with (udfd/feedback/monitor.py); a drop of >= --drop-points triggers, once per version.
 2. Retrain: the original training data + accepted flags that carry an image (with the user's label), through
    training/train_image.py with the parent's recorded training configuration, as a new version.
 3. Guard: current and candidate are scored on a frozen, trusted evaluation set (--eval-data); the candidate is
@@ -35,10 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a
 
 from udfd.config import FaceSettings, Settings  # noqa: E402
 from udfd.errors import UdfdError  # noqa: E402
-from udfd.feedback import export_training_tree, read_records, select_records  # noqa: E402
-from udfd.hub import parse_ref, push_folder, read_config, resolve  # noqa: E402
-from udfd.media import IMAGE_EXTENSIONS  # noqa: E402
-from udfd.monitor import (  # noqa: E402
+from udfd.feedback.monitor import (  # noqa: E402
     MonitorSettings,
     baseline_from_folder,
     check_drift,
@@ -46,6 +43,9 @@ from udfd.monitor import (  # noqa: E402
     trigger_key,
     write_state,
 )
+from udfd.feedback.store import export_training_tree, read_records, select_records  # noqa: E402
+from udfd.hub import parse_ref, push_folder, read_config, resolve  # noqa: E402
+from udfd.media import IMAGE_EXTENSIONS  # noqa: E402
 
 log = logging.getLogger(__name__)
 FEEDBACK_SOURCE = "feedback"
@@ -107,8 +107,8 @@ def guard_decision(current_acc: float, candidate_acc: float, *, tolerance: float
 def evaluate_on(folder: Path, eval_root: Path, *, cache_dir: Path) -> dict[str, Any]:
     """Metrics of the checkpoint in `folder` on the trusted tree, at its own threshold (face crops cached)."""
     from training.data import cached_crops, list_samples
+    from udfd.evaluation.metrics import binary_metrics
     from udfd.loader import load_detector
-    from udfd.metrics import binary_metrics
 
     det = load_detector(f"local-dir:{folder}", settings=Settings())
     size = int(read_config(folder).get("udfd", {}).get("crop_size", 144))

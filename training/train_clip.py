@@ -42,8 +42,8 @@ from training.triplet import TripletConfig, TripletResult, project_all, train_he
 from udfd.cards import render_card, write_card  # noqa: E402
 from udfd.detectors.clip import ClipDetector  # noqa: E402
 from udfd.detectors.clip_head import KERNELS, VARIANTS, PCAParams, SVMParams, fit_platt  # noqa: E402
+from udfd.evaluation.metrics import best_youden_threshold, fake_sources_vs_reals, metrics_by_group  # noqa: E402
 from udfd.hub import push_folder  # noqa: E402
-from udfd.metrics import best_youden_threshold, fake_sources_vs_reals, metrics_by_group  # noqa: E402
 
 DEFAULTS: dict[str, Any] = {
     "family": "clip", "clip_model": "ViT-B-32", "clip_weights": "", "allow_random_encoder": False,

@@ -29,10 +29,9 @@ from training.options import common_parser, resolve, training_record  # noqa: E4
 from udfd.cards import render_card, robustness_markdown, write_card  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.detectors.base import get_family  # noqa: E402
-from udfd.evaluate import robustness_on_crops  # noqa: E402
-from udfd.fairness import apply_transform, balance_plan, read_annotations, sha256_file  # noqa: E402
-from udfd.hub import push_folder  # noqa: E402
-from udfd.metrics import (  # noqa: E402
+from udfd.evaluation.evaluate import robustness_on_crops  # noqa: E402
+from udfd.evaluation.fairness import apply_transform, balance_plan, read_annotations, sha256_file  # noqa: E402
+from udfd.evaluation.metrics import (  # noqa: E402
     best_f1_threshold,
     best_youden_threshold,
     binary_metrics,
@@ -40,6 +39,7 @@ from udfd.metrics import (  # noqa: E402
     fit_temperature,
     metrics_by_group,
 )
+from udfd.hub import push_folder  # noqa: E402
 from udfd.perturb import DEFAULT_SUITE, parse_perturbations  # noqa: E402
 
 DEFAULTS: dict[str, Any] = {
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
 
 def balanced_train(args: argparse.Namespace, root: Path, samples: list[Sample], labels: np.ndarray,
                    train: list[int]) -> tuple[list[int], list[str], dict[str, Any]]:
-    """The train split after `udfd.fairness.balance_plan`: indices, transforms and before/after counts."""
+    """The train split after `udfd.evaluation.fairness.balance_plan`: indices, transforms and before/after counts."""
     if not args.annotations:
         raise SystemExit("--balance needs --annotations CSV (udfd fairness annotate)")
     annotations = read_annotations(args.annotations)
@@ -294,7 +294,7 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
     card = render_card(
         template="detector.md", model_name=out.name, dataset=train_cfg["data"], results=results,
         context={
-            "family": args.family, "script": "train_image.py", "architecture": type(detector.module()).__name__
+            "family": args.family, "library_name": _library_name(out), "script": "train_image.py", "architecture": type(detector.module()).__name__
             + " " + json.dumps(args.arch), "input_desc": f"RGB face crop resized to {detector.image_size} px"
             if hasattr(detector, "image_size") else "RGB face crop", "n_params": f"{n_params / 1e6:.2f} M",
             "dtype": "float16", "threshold": threshold, "thresholds": thresholds, "temperature": temperature,
@@ -324,3 +324,9 @@ def _data_desc(samples: list[Sample]) -> str:
 
 if __name__ == "__main__":
     main()
+
+
+def _library_name(folder: Path) -> str | None:
+    """The Hub library of a saved checkpoint: transformers when its config.json is a transformers config."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return "transformers" if "model_type" in config else None

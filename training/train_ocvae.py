@@ -36,9 +36,9 @@ from training.train_image import CropDataset, _data_desc, prepare_data  # noqa: 
 from udfd.cards import render_card, robustness_markdown, write_card  # noqa: E402
 from udfd.detectors.base import get_family  # noqa: E402
 from udfd.detectors.ocvae import THRESHOLD_RULES, fit_logistic, vae_loss  # noqa: E402
-from udfd.evaluate import robustness_on_crops  # noqa: E402
+from udfd.evaluation.evaluate import robustness_on_crops  # noqa: E402
+from udfd.evaluation.metrics import best_f1_threshold, binary_metrics, metrics_by_group  # noqa: E402
 from udfd.hub import push_folder  # noqa: E402
-from udfd.metrics import best_f1_threshold, binary_metrics, metrics_by_group  # noqa: E402
 from udfd.perturb import DEFAULT_SUITE, parse_perturbations  # noqa: E402
 
 FAMILY = "ocvae"

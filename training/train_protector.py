@@ -1,4 +1,4 @@
-"""Train the protector (udfd/protector.py) on a trained detector's frozen features, with Accelerate.
+"""Train the protector (udfd/feedback/protector.py) on a trained detector's frozen features, with Accelerate.
 
     accelerate launch training/train_protector.py --detector vit --data ../shared/data/faces \
         --output models/udfd-protector
@@ -30,9 +30,9 @@ from training.options import common_parser  # noqa: E402
 from training.train_image import prepare_data  # noqa: E402
 from udfd.cards import render_card, write_card  # noqa: E402
 from udfd.config import Settings  # noqa: E402
+from udfd.evaluation.metrics import binary_metrics, fit_temperature, metrics_by_group  # noqa: E402
+from udfd.feedback.protector import Protector, ProtectorConfig, ProtectorNet  # noqa: E402
 from udfd.hub import parse_ref, push_folder, read_config, resolve  # noqa: E402
-from udfd.metrics import binary_metrics, fit_temperature, metrics_by_group  # noqa: E402
-from udfd.protector import Protector, ProtectorConfig, ProtectorNet  # noqa: E402
 
 DEFAULTS: dict[str, Any] = {
     "detector": "vit", "epochs": 300, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-2, "patience": 20,

@@ -39,8 +39,8 @@ from training.options import training_record  # noqa: E402
 from udfd.cards import render_card, write_card  # noqa: E402
 from udfd.config import Settings, VideoSettings  # noqa: E402
 from udfd.detectors.lip_lstm import LipLSTMDetector, resample_sequence  # noqa: E402
+from udfd.evaluation.metrics import best_youden_threshold, binary_metrics, metrics_by_group  # noqa: E402
 from udfd.hub import push_folder  # noqa: E402
-from udfd.metrics import best_youden_threshold, binary_metrics, metrics_by_group  # noqa: E402
 from udfd.video import VIDEO_EXTENSIONS  # noqa: E402
 
 log = logging.getLogger("train_video")

@@ -2,7 +2,7 @@
 
 import sys
 
-from udfd.cli import main
+from udfd.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -42,7 +42,7 @@ def render_card(
 
     data = ModelCardData(
         license="other",
-        library_name="transformers" if context.get("family") == "vit" else None,
+        library_name=context.get("library_name"),  # set by the training script from the saved config
         pipeline_tag=task_type,
         tags=["deepfake-detection", "udfd", str(context.get("family", ""))],
         model_name=model_name,

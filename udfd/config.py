@@ -50,7 +50,7 @@ class VideoSettings:
 
 @dataclass(frozen=True)
 class FeedbackSettings:
-    """Where flags go (see udfd/feedback.py) and how they are screened and pushed."""
+    """Where flags go (see udfd/feedback/store.py) and how they are screened and pushed."""
 
     dir: Path = PROJECT_ROOT / ".udfd" / "feedback"
     repo: str | None = None  # private Hub dataset "org/name" to push to with CommitScheduler (needs a token)

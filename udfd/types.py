@@ -170,7 +170,7 @@ ProtectorDecision = Literal["accepted", "suspicious", "unscreened"]
 
 @dataclass(frozen=True)
 class FeedbackRecord:
-    """A visitor's flag on a verdict, as stored by `udfd.feedback.FeedbackStore` (one JSONL line each).
+    """A visitor's flag on a verdict, as stored by `udfd.feedback.store.FeedbackStore` (one JSONL line each).
 
     `model`/`revision` name the detector that produced the verdict (`revision` is its version string);
     `scores` holds every detector's fake_prob for the flagged face; `predicted_label` is the verdict the user

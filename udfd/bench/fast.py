@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from udfd.bench import SEED, _environment, default_data_dir, sample_images, stats
+from udfd.bench.latency import SEED, _environment, default_data_dir, sample_images, stats
 from udfd.config import Settings
 from udfd.errors import UdfdError
 from udfd.faces import detect_faces

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from udfd.bench_families import bench_families, format_family_table
+from udfd.bench.families import bench_families, format_family_table
 from udfd.config import PROJECT_ROOT, Settings
 from udfd.detectors.base import Detector
 from udfd.detectors.vit import ViTDetector

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from udfd.bench import _contention_notes, _cpu_busy, _environment, _load_avg, _training_running
+from udfd.bench.latency import _contention_notes, _cpu_busy, _environment, _load_avg, _training_running
 from udfd.config import PROJECT_ROOT, Settings
 from udfd.detectors.base import Detector
 from udfd.errors import UdfdError
@@ -48,13 +48,14 @@ def run_video_bench(*, settings: Settings, clip: Path | None = None, seconds: fl
     if not clip.is_file():
         raise UdfdError(f"benchmark clip not found: {clip} (pass --video-file)")
     torch.set_num_threads(os.cpu_count() or 1)
-    image_name = next((n for n in settings.video_detectors if n != "lip_lstm"), "vit")
-    image_det = load_detector(image_name, settings=settings)
-    video_dets = [image_det]
-    try:
-        video_dets = [load_detector("lip_lstm", settings=settings), image_det]
-    except UdfdError as e:
-        log.warning("lip_lstm unavailable, the udfd path runs the image detector only: %s", e)
+    loaded = []
+    for name in settings.video_detectors:
+        try:
+            loaded.append(load_detector(name, settings=settings))
+        except UdfdError as e:
+            log.warning("%s unavailable, the udfd path runs without it: %s", name, e)
+    image_det = next((d for d in loaded if d.modality == "image"), None) or load_detector("vit", settings=settings)
+    video_dets = [d for d in loaded if d.modality == "video"] + [image_det]
     for det in video_dets:
         warm_up(det)
     env = _environment()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from udfd.config import Settings
-from udfd.fairness import Annotation, annotate, distribution, group_metrics, read_annotations, sha256_file
+from udfd.evaluation.fairness import Annotation, annotate, distribution, read_annotations, sha256_file
 
 log = logging.getLogger(__name__)
 ATTRIBUTES = ("gender", "ethnicity", "gender_x_ethnicity")
@@ -43,7 +43,7 @@ def cmd_annotate(args: argparse.Namespace, settings: Settings) -> int:
 
 def labelled_annotations(root: Path, annotations: dict[str, Annotation]) -> list[tuple[Path, int, str, str]]:
     """(path, label, gender, ethnicity) for every image under root/{real,fake} ("unknown" when unannotated)."""
-    from udfd.evaluate import labelled_files
+    from udfd.evaluation.evaluate import labelled_files
 
     out = []
     for path, label, _source in labelled_files(root):
@@ -94,20 +94,6 @@ def distribution_markdown(dist: dict[str, Any]) -> str:
             r, f = table["real"].get(k, {"n": 0, "share": 0.0}), table["fake"].get(k, {"n": 0, "share": 0.0})
             lines.append(f"| {k} | {r['n']} | {r['share']:.3f} | {f['n']} | {f['share']:.3f} |")
     return "\n".join(lines)
-
-
-# -- evaluate --groups ---------------------------------------------------------------------------------------
-def per_group_report(files: list[Path], labels: list[int], probs: list[float], annotations: dict[str, Annotation],
-                     *, threshold: float) -> dict[str, Any]:
-    """group_metrics for gender, ethnicity and gender × ethnicity (images without annotation: "unknown")."""
-    found = [annotations.get(sha256_file(f)) for f in files]
-    attrs = {"gender": [a.gender if a else "unknown" for a in found],
-             "ethnicity": [a.ethnicity if a else "unknown" for a in found]}
-    attrs["gender_x_ethnicity"] = [f"{g}/{e}" if "unknown" not in (g, e) else "unknown"
-                                   for g, e in zip(attrs["gender"], attrs["ethnicity"], strict=True)]
-    report = {attr: group_metrics(labels, probs, values, threshold=threshold) for attr, values in attrs.items()}
-    report["annotated"] = sum(a is not None for a in found)
-    return report
 
 
 def group_markdown(report: dict[str, Any]) -> str:

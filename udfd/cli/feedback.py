@@ -40,7 +40,7 @@ def _root(args: argparse.Namespace, settings: Settings) -> Path:
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
-    from udfd.feedback import feedback_stats, read_records
+    from udfd.feedback.store import feedback_stats, read_records
 
     root = _root(args, settings)
     contents = read_records(root)
@@ -51,7 +51,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from udfd.feedback import export_training_tree, read_records, select_records
+    from udfd.feedback.store import export_training_tree, read_records, select_records
 
     root = _root(args, settings)
     decisions = () if args.all else tuple(args.decision or ("accepted",))
@@ -63,19 +63,18 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
-    """Runs training/retrain.py from the source checkout (the library itself never imports training code)."""
+    """Runs training/retrain.py from the source checkout in a child process: the library never imports training
+    code (as open_clip keeps open_clip_train apart); the child inherits the environment and the terminal."""
+    import subprocess
     import sys
 
     from udfd.config import PROJECT_ROOT
     from udfd.errors import UdfdError
 
-    if not (PROJECT_ROOT / "training" / "retrain.py").is_file():
+    script = PROJECT_ROOT / "training" / "retrain.py"
+    if not script.is_file():
         raise UdfdError(f"udfd retrain needs a source checkout with training/retrain.py (not found in {PROJECT_ROOT})")
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
-    from training.retrain import main as retrain
-
     argv = [f"--{k[3:].replace('_', '-')}={v}" for k, v in vars(args).items() if k.startswith("rt_") and v is not None]
     argv += ["--dry-run"] * args.dry_run + ["--force"] * args.force
-    retrain(argv)
-    return 0
+    sys.stdout.flush()
+    return subprocess.run([sys.executable, str(script), *argv], cwd=PROJECT_ROOT, check=False).returncode

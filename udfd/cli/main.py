@@ -98,8 +98,8 @@ def _parser() -> argparse.ArgumentParser:
                     "<!-- bench-fast --> markers)")
     be.set_defaults(func=cmd_bench, detector=None)
 
-    from udfd.fairness_cli import add_commands as add_fairness
-    from udfd.feedback_cli import add_commands  # feedback stats|export, retrain
+    from udfd.cli.fairness import add_commands as add_fairness
+    from udfd.cli.feedback import add_commands  # feedback stats|export, retrain
 
     add_commands(sub)
     add_fairness(sub)
@@ -170,7 +170,7 @@ def _save_explanations(args: argparse.Namespace, image: Any, verdict: Any, detec
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from udfd.evaluate import evaluate_folder, evaluate_videos, labelled_videos, split_files
+    from udfd.evaluation.evaluate import evaluate_folder, evaluate_videos, labelled_videos, split_files
 
     kind = args.kind
     if kind == "auto":
@@ -191,7 +191,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
             raise UdfdError(str(e)) from e
         annotations = None
         if args.groups:
-            from udfd.fairness import read_annotations
+            from udfd.evaluation.fairness import read_annotations
 
             annotations = read_annotations(args.groups)
         report = evaluate_folder(args.data, settings=settings, limit=args.limit, seed=args.seed,
@@ -199,7 +199,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         report["command"] = "udfd " + shlex.join(args.argv)
         _write_extras(args, report, settings)
         if args.card and "per_group" in report:
-            from udfd.fairness_cli import write_fairness_card
+            from udfd.cli.fairness import write_fairness_card
 
             write_fairness_card(args.card, report)
     if args.json:
@@ -211,7 +211,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.fast:
-        from udfd.bench_fast import run_fast_bench
+        from udfd.bench.fast import run_fast_bench
         from udfd.fast import FAST_MODES
 
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip()) or FAST_MODES
@@ -220,18 +220,18 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         result = run_fast_bench(settings=settings, data=args.data, n=args.n, modes=modes)
         result["command"] = "udfd " + shlex.join(args.argv)
         if args.readme:
-            from udfd.bench_fast import fast_markdown
+            from udfd.bench.fast import fast_markdown
             from udfd.cards import replace_marked_block
 
             text = args.readme.read_text(encoding="utf-8")
             args.readme.write_text(replace_marked_block(text, "bench-fast", fast_markdown(result),
                                                         heading="### Faster inference paths"), encoding="utf-8")
     elif args.video:
-        from udfd.bench_video import run_video_bench
+        from udfd.bench.video import run_video_bench
 
         result = run_video_bench(settings=settings, clip=args.video_file, seconds=args.seconds, repeats=args.repeats)
     else:
-        from udfd.bench import run_bench
+        from udfd.bench.latency import run_bench
 
         result = run_bench(settings=settings, data=args.data, n=args.n, include_vit_base=not args.no_vit_base,
                            include_families=not args.no_families)
@@ -246,7 +246,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 def _write_extras(args: argparse.Namespace, report: dict[str, Any], settings: Settings) -> None:
     """--reliability PNG, --out JSON, --write-cards: the files an evaluation may leave behind."""
     if args.reliability:
-        from udfd.reliability import save_reliability_diagram
+        from udfd.evaluation.reliability import save_reliability_diagram
 
         curves = {n: d["calibration"] for n, d in report.get("detectors", {}).items()} or {
             report["detector"]: report["calibration"]}

@@ -119,16 +119,23 @@ def family_for(config: dict[str, Any]) -> type:
     return candidates[0]
 
 
+# The built-in families, loaded by name on first use: base never imports them statically (they import base),
+# so the import graph has no circle. A third-party family registers itself with @register when imported.
+BUILTIN_FAMILY_MODULES: tuple[str, ...] = (
+    "udfd.detectors.vit",
+    "udfd.detectors.cnn",
+    "udfd.detectors.mobilenet",
+    "udfd.detectors.ocvae",
+    "udfd.detectors.lip_lstm",
+    "udfd.detectors.clip",
+)
+
+
 def _import_builtin_families() -> None:
-    # Importing the modules runs their @register decorators.
-    from udfd.detectors import (  # noqa: F401
-        clip,
-        cnn,
-        lip_lstm,
-        mobilenet,
-        ocvae,
-        vit,
-    )
+    import importlib
+
+    for module in BUILTIN_FAMILY_MODULES:
+        importlib.import_module(module)  # runs the module's @register decorators
 
 
 def fake_index_from_labels(id2label: dict[Any, str], *, declared: str | None = None) -> int:

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from udfd.detectors.base import ExplainTarget, register, resize_batch, scores_from_logits
-from udfd.explain import fft_error_spectrum  # noqa: F401  (re-exported)
+from udfd.heatmaps import fft_error_spectrum  # noqa: F401  (re-exported)
 from udfd.hub import CONFIG_NAME, UDFD_KEY, WEIGHTS_NAME
 from udfd.types import Score
 

@@ -14,14 +14,14 @@ from tqdm.auto import tqdm
 
 from udfd.config import Settings
 from udfd.errors import UdfdError
-from udfd.media import iter_image_files, read_image
-from udfd.metrics import (
+from udfd.evaluation.metrics import (
     binary_metrics,
     calibration_bins,
     expected_calibration_error,
     metrics_by_group,
     robustness_delta,
 )
+from udfd.media import iter_image_files, read_image
 from udfd.perturb import Perturbation
 from udfd.pipeline import analyze_image, load_detectors
 
@@ -62,8 +62,8 @@ def evaluate_folder(
     The first detector is the primary one: `overall` / `per_source` / `calibration` are its, as before. With
     `perturbations`, every image is scored again after each one (faces detected anew on the perturbed image) and
     `robustness[detector]` holds the clean metrics and, per perturbation, the changes (`metrics.robustness_delta`).
-    With `annotations` (sha256 -> udfd.fairness.Annotation), `per_group` holds the primary detector's metrics per
-    gender / ethnicity group (udfd.fairness_cli.per_group_report).
+    With `annotations` (sha256 -> udfd.evaluation.fairness.Annotation), `per_group` holds the primary detector's metrics per
+    gender / ethnicity group (udfd.evaluation.fairness.per_group_report).
     """
     detectors = load_detectors(settings)
     primary = detectors[0]
@@ -118,7 +118,7 @@ def evaluate_folder(
             for d in detectors
         }
     if annotations is not None:
-        from udfd.fairness_cli import per_group_report
+        from udfd.evaluation.fairness import per_group_report
 
         report["per_group"] = per_group_report(scored, labels, clean[primary.name], annotations, threshold=t)
     if perturbations:

@@ -334,3 +334,17 @@ def group_metrics(labels: Sequence[int], fake_prob: Sequence[float], groups: Seq
         else:
             gaps[key] = None
     return {"groups": rows, "largest_gaps": gaps}
+
+
+# -- evaluate --groups ---------------------------------------------------------------------------------------
+def per_group_report(files: list[Path], labels: list[int], probs: list[float], annotations: dict[str, Annotation],
+                     *, threshold: float) -> dict[str, Any]:
+    """group_metrics for gender, ethnicity and gender × ethnicity (images without annotation: "unknown")."""
+    found = [annotations.get(sha256_file(f)) for f in files]
+    attrs = {"gender": [a.gender if a else "unknown" for a in found],
+             "ethnicity": [a.ethnicity if a else "unknown" for a in found]}
+    attrs["gender_x_ethnicity"] = [f"{g}/{e}" if "unknown" not in (g, e) else "unknown"
+                                   for g, e in zip(attrs["gender"], attrs["ethnicity"], strict=True)]
+    report = {attr: group_metrics(labels, probs, values, threshold=threshold) for attr, values in attrs.items()}
+    report["annotated"] = sum(a is not None for a in found)
+    return report

@@ -23,11 +23,11 @@ import numpy as np
 from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import MediaError, UdfdError
-from udfd.feedback import FeedbackStore, StoreStatus, new_record, open_store
+from udfd.feedback.protector import Protector, load_protector
+from udfd.feedback.store import FeedbackStore, StoreStatus, new_record, open_store
 from udfd.loader import current_detector
 from udfd.media import decode_image, read_image
 from udfd.pipeline import analyze_image
-from udfd.protector import Protector, load_protector
 from udfd.types import FeedbackRecord, Label
 
 log = logging.getLogger(__name__)

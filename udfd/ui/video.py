@@ -20,9 +20,9 @@ from PIL import ImageDraw
 from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import MediaError, UdfdError
-from udfd.feedback import new_record
+from udfd.feedback.store import new_record
 from udfd.pipeline import VideoAnalysis, run_video
-from udfd.ui_feedback import CHOICES, StoreFlaggingCallback
+from udfd.ui.feedback import CHOICES, StoreFlaggingCallback
 
 log = logging.getLogger(__name__)
 

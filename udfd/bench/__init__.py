@@ -1,0 +1,1 @@
+"""Benchmarks (latency, families, fast paths, video). Use the core and evaluation; nothing imports them."""

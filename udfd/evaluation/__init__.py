@@ -1,0 +1,1 @@
+"""Evaluation: metrics, folder/video evaluation, reliability, fairness. Uses the core only."""

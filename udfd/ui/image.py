@@ -1,0 +1,228 @@
+"""The Image tab: analyse one uploaded image, draw the verdict, the per-face table, notes and explanations."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFont
+
+from udfd.config import Settings
+from udfd.detectors.base import Detector
+from udfd.errors import MediaError, UdfdError
+from udfd.faces import detect_faces
+from udfd.heatmaps import colorize, fft_error_spectrum
+from udfd.loader import current_detector, warm_up
+from udfd.media import decode_image, read_image
+from udfd.pipeline import analyze_image, load_detectors
+from udfd.types import Verdict
+from udfd.ui.compare import explanation_views, method_dropdown, method_update
+from udfd.ui.feedback import feedback_row
+
+log = logging.getLogger("udfd.app")
+
+COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74), "uncertain": (245, 158, 11)}
+TABLE_HEADERS = ["face", "box (x0, y0, x1, y1)", "scores", "verdict", "fake_prob", "uncertain", "face found"]
+
+def load_models(settings: Settings) -> tuple[dict[str, Detector], dict[str, str]]:
+    """Load and warm up every configured detector: (available by name, unavailable name -> reason).
+
+    The detectors in `settings.detectors` come first, so the first available one is the default choice.
+    """
+    names = list(dict.fromkeys([*settings.detectors, *settings.models]))
+    available: dict[str, Detector] = {}
+    unavailable: dict[str, str] = {}
+    for name in names:
+        try:
+            det = load_detectors(settings, [name])[0]
+            warm_up(det)
+            available[name] = det
+        except UdfdError as e:
+            log.warning("detector %s unavailable: %s", name, e)
+            unavailable[name] = str(e)
+    try:
+        detect_faces(np.zeros((64, 64, 3), np.uint8), settings.faces)  # creates the face-detector graphs
+    except UdfdError as e:  # an unknown face backend or a missing YuNet file makes every detector unusable
+        log.error("face detection unavailable: %s", e)
+        unavailable |= {name: f"face detection unavailable: {e}" for name in available}
+        available = {}
+    return available, unavailable
+
+
+def analyze(
+    image_path: str | None,
+    settings: Settings,
+    detectors: Sequence[Detector] | None = None,
+    *,
+    data: bytes | None = None,
+    explain: str | None = None,
+) -> tuple[np.ndarray, dict[str, float], dict[str, Any], dict[str, Any], str, list[tuple[Any, str]]]:
+    """Analyse one image file (or raw `data`) -> (annotated image, overall label, per-face table, Verdict JSON,
+    notes, gallery views: with `explain` (a method name or "auto") the heat-maps of the first detector, then
+    the reconstruction view of detectors that reconstruct their input).
+
+    Every failure surfaces as a `gr.Error` with a message for the user, never a traceback.
+    """
+    if image_path is None and data is None:
+        raise gr.Error("Upload an image first")
+    name = Path(image_path).name if image_path else "webcam image"
+    try:
+        if data is not None:
+            image = decode_image(data, name=name, max_pixels=settings.max_pixels)
+        else:
+            image = read_image(image_path, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
+        # Report the file by its own name, not by the server's temporary path.
+        verdict = analyze_image(dataclasses.replace(image, source=name), settings=settings, detectors=detectors)
+        explained = (detectors or load_detectors(settings))[0] if explain else None
+        views = explanation_views(explained, image.pixels, verdict, explain) if explained is not None else []
+    except MediaError as e:
+        raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
+    except UdfdError as e:
+        raise gr.Error(str(e), print_exception=False) from e
+    return (
+        draw_verdict(image.pixels, verdict),
+        verdict.overall.text,
+        face_table(verdict),
+        verdict.to_dict(),
+        notes_markdown(verdict),
+        views + reconstruction_views(detectors[0] if detectors else None, image.pixels, verdict),
+    )
+
+
+def reconstruction_views(detector: Detector | None, pixels: np.ndarray, verdict: Verdict) -> list[tuple[Any, str]]:
+    """For detectors that reconstruct their input (anomaly detectors): the most-fake face, its reconstruction,
+    the per-pixel error map and the centred FFT amplitude of the error. Empty for every other detector."""
+    if detector is None or not hasattr(detector, "reconstruct") or not hasattr(detector, "error_map"):
+        return []
+    import cv2
+
+    face = max(verdict.faces, key=lambda f: f.fake_prob)
+    x0, y0, x1, y1 = face.box
+    batch = detector.preprocess([np.ascontiguousarray(pixels[y0:y1, x0:x1])])
+    error = detector.error_map(batch, relative=True)[0]
+
+    reconstruction = detector.reconstruct(batch)[0]
+    side = reconstruction.shape[0]
+    crop = cv2.resize(np.ascontiguousarray(pixels[y0:y1, x0:x1]), (side, side), interpolation=cv2.INTER_AREA)
+    return [(crop, "face (model input)"), (reconstruction, "reconstruction"),
+            (colorize(error), "reconstruction error (relative)"), (colorize(fft_error_spectrum(error)), "FFT of the error")]
+
+
+def draw_verdict(pixels: np.ndarray, verdict: Verdict) -> np.ndarray:
+    """A copy of `pixels` with one box per face, coloured by verdict and labelled like "face 1: fake 0.87"."""
+    canvas = PILImage.fromarray(pixels.copy())
+    draw = ImageDraw.Draw(canvas)
+    short = min(canvas.size)
+    width = max(2, round(short / 200))
+    font = ImageFont.load_default(size=max(12, round(short / 28)))
+    for i, face in enumerate(verdict.faces, start=1):
+        colour = COLOURS["uncertain" if face.uncertain else face.label]
+        x0, y0, x1, y1 = face.box
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=width)
+        who = f"face {i}" if face.face_found else "whole image"
+        text = f"{who}: {face.label} {face.fake_prob:.2f}" + (" (uncertain)" if face.uncertain else "")
+        left, top, right, bottom = draw.textbbox((x0, y0), text, font=font)
+        # Above the box when there is room, otherwise just inside its top edge.
+        dy = (bottom - top + 2 * width) if y0 >= bottom - top + 2 * width else 0
+        draw.rectangle((left, top - dy, right + 2 * width, bottom - dy + width), fill=colour)
+        draw.text((x0 + width, y0 - dy), text, fill=(255, 255, 255), font=font)
+    return np.asarray(canvas)
+
+
+def face_table(verdict: Verdict) -> dict[str, Any]:
+    rows = [
+        [
+            i,
+            ", ".join(str(v) for v in face.box),
+            ", ".join(f"{det}: {p:.4f}" for det, p in face.scores.items()),
+            face.label,
+            round(face.fake_prob, 4),
+            face.uncertain,
+            face.face_found,
+        ]
+        for i, face in enumerate(verdict.faces, start=1)
+    ]
+    return {"headers": TABLE_HEADERS, "data": rows}
+
+
+def notes_markdown(verdict: Verdict) -> str:
+    versions = ", ".join(f"`{name}` {version}" for name, version in verdict.model_versions.items())
+    notes = "; ".join(verdict.notes) or f"{len(verdict.faces)} face(s) found"
+    return f"**Notes:** {notes}. **Models:** {versions}."
+
+
+def build_image_tab(settings: Settings, available: dict[str, Detector], unavailable: dict[str, str],
+                    video_only: set[str]) -> Any:
+    """The Image tab's controls and callbacks (inside an open `gr.Tab`); returns the flagging callback."""
+    nothing = "; ".join(f"{k}: {v}" for k, v in unavailable.items()) if not available else ""
+
+    def on_analyze(
+        payload: dict[str, Any] | None, detector: str | None, explain: bool = False, method: str | None = None
+    ) -> tuple[Any, ...]:
+        if not available:
+            raise gr.Error(f"Analysis is unavailable: {nothing}", print_exception=False)
+        name = detector or next(iter(available))
+        if name not in available:
+            reason = unavailable.get(name, "it scores videos only (use the Video tab)" if name in video_only
+                                     else f"unknown detector; choose one of {sorted(available)}")
+            raise gr.Error(f"Detector {name} is unavailable: {reason}", print_exception=False)
+        path, data = payload_file(payload)
+        return analyze(path, settings, [current_detector(name, available[name], settings=settings)], data=data,
+                       explain=(method or "auto") if explain else None)
+
+    with gr.Row():
+        with gr.Column():
+            image_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", label="Image")
+            choice = gr.Dropdown(
+                choices=list(available), value=next(iter(available), None), label="Detector",
+                info="Unavailable: " + ", ".join(f"{k} ({v})" for k, v in unavailable.items())
+                if unavailable and available else None,
+            )
+            explain_box = gr.Checkbox(value=False, label="Explain (heat-maps; slower)")
+            method = method_dropdown(next(iter(available.values()), None))
+            choice.change(lambda n: method_update(available.get(n)), inputs=choice, outputs=method,
+                          api_visibility="private")
+            button = gr.Button("Analyse", variant="primary", interactive=bool(available))
+        with gr.Column():
+            annotated = gr.Image(type="numpy", format="png", label="Faces found", interactive=False)
+            overall = gr.Label(label="Overall verdict (at the detector's threshold; fake_prob per face below)")
+    table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False, elem_id="face-table")
+    notes = gr.Markdown()
+    verdict_json = gr.JSON(label="Verdict JSON")
+    recon = gr.Gallery(label="Explanation (heat-maps when 'Explain' is on) and reconstruction view "
+                       "(anomaly detectors such as ocvae)", columns=4, height="auto")
+    # preprocess=False: the upload reaches udfd.media untouched, so that bad files get udfd's clear
+    # errors (Gradio's own preprocessing would open them with every Pillow plugin and fail opaquely).
+    button.click(
+        on_analyze,
+        inputs=[image_in, choice, explain_box, method],
+        outputs=[annotated, overall, table, verdict_json, notes, recon],
+        api_name="analyze_image",
+        preprocess=False,
+        concurrency_limit=settings.concurrency,
+    )
+    flagging = feedback_row(image_in, choice, settings, available)  # flag buttons + consent; api_name="flag"
+    return flagging
+
+
+def payload_file(payload: dict[str, Any] | None) -> tuple[str | None, bytes | None]:
+    """The uploaded file's path, or the bytes of an inline `data:` URL (webcam snapshots may come that way)."""
+    if not payload:
+        return None, None
+    if payload.get("path"):
+        return payload["path"], None
+    url = payload.get("url") or ""
+    if url.startswith("data:") and "," in url:
+        try:
+            return None, base64.b64decode(url.split(",", 1)[1], validate=True)
+        except ValueError as e:
+            raise gr.Error("the image data sent is not valid base64", print_exception=False) from e
+    return None, None
