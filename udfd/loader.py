@@ -19,7 +19,7 @@ from udfd.hub import UDFD_KEY, ModelRef, model_version, parse_ref, read_config, 
 log = logging.getLogger(__name__)
 
 _CACHE: dict[str, tuple[Detector, str | None]] = {}  # reference -> (detector, version stamp of a local folder)
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: an ensemble loads its members while its own load holds the lock
 
 
 def load_detector(

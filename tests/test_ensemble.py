@@ -1,0 +1,131 @@
+"""The ensemble family and its stacking: combination math, LOSO rules, fitting from score files, loading members."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from udfd.detectors.base import get_family
+from udfd.evaluation.stacking import FoldData, auc, fit_stack, log_odds, loso_table
+from udfd.hub import read_config
+
+FOLDS = ("a", "b", "c")
+
+
+def _faces(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, size=(40 + 7 * i, 50, 3), dtype=np.uint8) for i in range(n)]
+
+
+def test_fit_stack_weights_the_informative_member() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    good = (2 * y - 1) * 2.0 + rng.normal(0, 1, 400)
+    noise = rng.normal(0, 3, 400)
+    stack = fit_stack(np.stack([good, noise], 1), y, rule="val")
+    assert abs(stack.weights[0]) > 5 * abs(stack.weights[1])
+    assert auc(y, stack.score(np.stack([good, noise], 1))) > 0.9
+    mean = fit_stack(np.stack([good, noise], 1), y, rule="mean")
+    assert mean.weights == (0.5, 0.5) and mean.rule == "mean"
+
+
+def test_nested_rule_never_fits_on_the_fold_it_scores() -> None:
+    """A member that is perfect on fold 'a' only: nested weights for 'a' come from 'b' and 'c', where it is noise."""
+    rng = np.random.default_rng(1)
+    folds = []
+    for name in FOLDS:
+        y = rng.integers(0, 2, 200)
+        informative = (2 * y - 1) * 3.0 + rng.normal(0, 0.5, 200)
+        steady = (2 * y - 1) * 1.0 + rng.normal(0, 1, 200)
+        first = informative if name == "a" else rng.normal(0, 1, 200)
+        d = np.stack([first, steady], 1)
+        folds.append(FoldData(name, d, y, d, y))
+    table = loso_table(folds, ["spiky", "steady"], rules=("nested",))
+    assert table["spiky"]["a"] > 0.99 and table["spiky"]["b"] < 0.7
+    # Fitted on b and c, where 'spiky' is noise, the nested weights lean on 'steady': fold a scores ~ steady's AUC.
+    assert table["ensemble:nested"]["a"] == pytest.approx(table["steady"]["a"], abs=0.05)
+
+
+def test_log_odds_is_the_inverse_of_sigmoid() -> None:
+    p = np.array([0.01, 0.3, 0.5, 0.9])
+    np.testing.assert_allclose(1 / (1 + np.exp(-log_odds(p))), p, atol=1e-9)
+
+
+def _member(folder: Path, seed: int, size: int) -> str:
+    torch.manual_seed(seed)
+    cls = get_family("cnn")
+    det = cls.create({**cls.tiny_arch, "image_size": size})
+    det.set_calibration(temperature=1.3 + seed, threshold=0.5)
+    det.save_pretrained(folder, metadata={"version": f"m{seed}"}, fp16=False)
+    return f"local-dir:{folder}"
+
+
+def _write_scores(root: Path, member: str, rng: np.random.Generator, strength: float) -> None:
+    (root / member).mkdir(parents=True)
+    for fold in [*(f"loso_{f}" for f in FOLDS), "in_dist"]:
+        splits = ("val", "test") if fold == "in_dist" else ("val", "heldout")
+        with (root / member / f"{fold}.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "source", "split", "fake_prob"])
+            for split in splits:
+                for i in range(60):
+                    label = i % 2
+                    p = 1 / (1 + np.exp(-((2 * label - 1) * strength + rng.normal(0, 1))))
+                    w.writerow([f"{'fake' if label else 'real'}/{fold}/{split}{i}.jpg", label, fold, split, p])
+
+
+def test_fit_ensemble_writes_a_loadable_calibrated_checkpoint(tmp_path: Path) -> None:
+    from training.fit_ensemble import main as fit
+    from udfd.loader import load_detector
+
+    rng = np.random.default_rng(2)
+    _write_scores(tmp_path / "scores", "strong", rng, 2.0)
+    _write_scores(tmp_path / "scores", "weak", rng, 0.3)
+    refs = [_member(tmp_path / "m0", 0, 32), _member(tmp_path / "m1", 1, 48)]
+    out = tmp_path / "ens"
+    report = fit(["--member", f"strong={refs[0]}", "--member", f"weak={refs[1]}", "--scores",
+                  str(tmp_path / "scores"), "--output", str(out)])
+    assert set(report["loso"]) == {"strong", "weak", "ensemble:mean", "ensemble:val", "ensemble:nested"}
+    assert report["loso_mean"]["strong"] > report["loso_mean"]["weak"]
+    assert report["rule"] in ("mean", "val", "nested")
+    meta = read_config(out)["udfd"]
+    assert meta["family"] == "ensemble" and [m["name"] for m in meta["members"]] == refs
+    assert "Leave-one-source-out" in (out / "README.md").read_text()
+
+    ens = load_detector(f"local-dir:{out}")
+    members = [load_detector(r) for r in refs]
+    faces = _faces(4)
+    got = [s.fake_prob for s in ens.predict(ens.preprocess(faces))]
+    # By hand: each member's calibrated log-odds on its own preprocessing, standardised, weighted, sigmoid(s / T).
+    d = np.stack([log_odds(np.array([s.fake_prob for s in m.predict(m.preprocess(faces))])) for m in members], 1)
+    st = meta["stack"]
+    s = ((d - st["mu"]) / st["sd"]) @ np.array(st["weights"]) + st["bias"]
+    expected = 1 / (1 + np.exp(-s / meta["temperature"]))
+    # The 32 px member sees the crop resized twice (to 48 px, then 32 px in torch): close, not identical.
+    np.testing.assert_allclose(got, expected, atol=0.05)
+    assert ens.threshold == pytest.approx(meta["threshold"])
+    shown = ens.member_scores(ens.preprocess(faces))
+    assert set(shown[0]) == {m.name for m in members}
+
+
+def test_a_member_that_cannot_be_combined_is_refused() -> None:
+    """A video model (lip_lstm scores lip sequences, not face crops) cannot be an image ensemble's member."""
+    from udfd.errors import ModelUnavailableError
+
+    lips = get_family("lip_lstm")
+    member = lips.create(lips.tiny_arch)
+    with pytest.raises(ModelUnavailableError, match="cannot be combined"):
+        get_family("ensemble")([member], specs=[{"family": "lip_lstm"}])
+
+
+def test_ensemble_checkpoint_json_has_no_pickle(tmp_path: Path) -> None:
+    cls = get_family("ensemble")
+    det = cls.create(cls.tiny_arch)
+    det.save_pretrained(tmp_path)
+    json.loads((tmp_path / "config.json").read_text())
+    assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.bin"))

@@ -1,0 +1,197 @@
+"""Calibrated ensemble family (`ensemble`): several image detectors combined by a stacking model.
+
+Each member gives its calibrated log-odds of "fake" for a face, d_i = (l_fake - l_real) / T_i. The ensemble
+standardises them with the validation statistics, z_i = (d_i - mu_i) / sd_i, combines them linearly,
+s = w . z + b (weights fitted on a validation split by training/fit_ensemble.py, stored as JSON in config.json,
+no pickle), and reports fake_prob = sigmoid(s / T) with its own temperature T and threshold.
+
+Members are either references (`{"name": "effnet_lite0"}`: a short name or `hf-hub:` / `local-dir:` reference,
+loaded through the one loader, so the embedded ensemble does not copy its members' weights) or inline
+(`{"family": ..., "arch": ...}`: created with the ensemble and saved in `members/<i>/`; tests and smoke runs).
+A member must be a plain two-class image classifier that declares `image_size`, `mean`, `std`, `fake_index` and
+`temperature` (the torch classifier families do); anything else is refused with a clear error. The input batch is
+the face at the largest member size in [0, 1]; each member's view is resized and normalised in torch, so the
+whole ensemble is differentiable and Grad-CAM on the first member's layers explains the combined score.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from udfd.detectors.base import ExplainTarget, get_family, register, resize_batch, scores_from_logits
+from udfd.errors import ModelUnavailableError
+from udfd.hub import CONFIG_NAME, UDFD_KEY
+from udfd.types import Score
+
+MEMBER_ATTRS = ("image_size", "mean", "std", "fake_index", "temperature")
+
+
+class _EnsembleNet(nn.Module):
+    """(B, 3, S, S) in [0, 1] -> (B, 2) logits (0, s): softmax gives sigmoid(s). Members' modules are registered."""
+
+    def __init__(self, members: Sequence[Any], stack: dict[str, Any]) -> None:
+        super().__init__()
+        self.members = list(members)
+        self.nets = nn.ModuleList([m.module() for m in members])
+        k = len(members)
+        self.register_buffer("mu", torch.tensor(stack.get("mu", [0.0] * k), dtype=torch.float32))
+        self.register_buffer("sd", torch.tensor(stack.get("sd", [1.0] * k), dtype=torch.float32))
+        self.register_buffer("w", torch.tensor(stack.get("weights", [1.0 / k] * k), dtype=torch.float32))
+        self.register_buffer("b", torch.tensor(float(stack.get("bias", 0.0)), dtype=torch.float32))
+
+    def member_log_odds(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, K) calibrated log-odds of "fake", one column per member."""
+        cols = []
+        for m in self.members:
+            x = batch
+            if x.shape[-1] != m.image_size or x.shape[-2] != m.image_size:
+                x = F.interpolate(x, size=(m.image_size, m.image_size), mode="bilinear", align_corners=False,
+                                  antialias=True)
+            mean = torch.tensor(m.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+            std = torch.tensor(m.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+            logits = m.logits((x - mean) / std).float()
+            fi = int(m.fake_index)
+            cols.append((logits[:, fi] - logits[:, 1 - fi]) / float(m.temperature))
+        return torch.stack(cols, dim=1)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        z = (self.member_log_odds(batch) - self.mu) / self.sd
+        s = z @ self.w + self.b
+        return torch.stack([torch.zeros_like(s), s], dim=1)
+
+
+@register
+class EnsembleDetector:
+    family: ClassVar[str] = "ensemble"
+    modality: ClassVar[Literal["image", "video"]] = "image"
+    tiny_arch: ClassVar[dict[str, Any]] = {"members": [{"family": "cnn"}, {"family": "cnn", "arch": {"image_size": 48}}]}
+    train_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, members: Sequence[Any], *, specs: Sequence[dict[str, Any]], stack: dict[str, Any] | None = None,
+                 meta: dict[str, Any] | None = None, name: str | None = None, version: str = "untrained") -> None:
+        if not members:
+            raise ModelUnavailableError("an ensemble needs at least one member")
+        for m in members:
+            missing = [a for a in MEMBER_ATTRS if not hasattr(m, a)] + ([] if m.modality == "image" else ["image"])
+            if missing:
+                raise ModelUnavailableError(f"ensemble member {m.name!r} cannot be combined: it lacks {missing} "
+                                            "(members must be two-class image classifiers)")
+        self.members = list(members)
+        self.specs = [dict(s) for s in specs]
+        self.stack = dict(stack or {})
+        self.meta = dict(meta or {})
+        self.name = name or self.family
+        self.version = version
+        self.image_size = max(int(m.image_size) for m in members)
+        self.threshold = float(self.meta.get("threshold", 0.5))
+        self.temperature = float(self.meta.get("temperature", 1.0))
+        self.net = _EnsembleNet(self.members, self.stack).eval()
+
+    @property
+    def member_names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    # -- construction -------------------------------------------------------------------------------
+    @classmethod
+    def accepts(cls, config: dict[str, Any]) -> bool:
+        return config.get(UDFD_KEY, {}).get("family") == cls.family
+
+    @classmethod
+    def create(cls, arch: dict[str, Any]) -> EnsembleDetector:
+        specs = list(arch.get("members", []))
+        members = []
+        for spec in specs:
+            if "family" not in spec:
+                raise ModelUnavailableError("EnsembleDetector.create builds inline members only ({family, arch})")
+            fam = get_family(spec["family"])
+            members.append(fam.create({**fam.tiny_arch, **spec.get("arch", {})}))
+        return cls(members, specs=specs, stack=arch.get("stack"))
+
+    @classmethod
+    def from_pretrained(cls, folder: Path, config: dict[str, Any]) -> EnsembleDetector:
+        from udfd.config import Settings  # noqa: PLC0415  (short names resolve with the running settings)
+        from udfd.hub import read_config
+        from udfd.loader import load_detector
+
+        meta = config[UDFD_KEY]
+        members = []
+        settings = Settings.from_env()
+        for i, spec in enumerate(meta.get("members", [])):
+            if "name" in spec:
+                try:
+                    members.append(load_detector(spec["name"], settings=settings))
+                except ModelUnavailableError as e:
+                    raise ModelUnavailableError(f"ensemble member {spec['name']} unavailable: {e}") from e
+            else:
+                sub = Path(folder) / "members" / str(i)
+                sub_config = read_config(sub)
+                members.append(get_family(spec["family"]).from_pretrained(sub, sub_config))
+        return cls(members, specs=meta.get("members", []), stack=meta.get("stack"), meta=meta,
+                   name=meta.get("name"), version=str(meta.get("version", "")))
+
+    def save_pretrained(self, folder: Path, *, metadata: dict[str, Any] | None = None, fp16: bool = True) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, (spec, member) in enumerate(zip(self.specs, self.members, strict=True)):
+            if "name" not in spec:  # inline member: its own folder
+                member.save_pretrained(folder / "members" / str(i), fp16=fp16)
+        stack = {"mu": self.net.mu.tolist(), "sd": self.net.sd.tolist(), "weights": self.net.w.tolist(),
+                 "bias": float(self.net.b), **{k: v for k, v in self.stack.items()
+                                                if k not in ("mu", "sd", "weights", "bias")}}
+        meta = {**self.meta, **(metadata or {}), "family": self.family, "members": self.specs, "stack": stack,
+                "labels": {0: "real", 1: "fake"}, "threshold": self.threshold, "temperature": self.temperature}
+        (folder / CONFIG_NAME).write_text(json.dumps({UDFD_KEY: meta}, indent=1), encoding="utf-8")
+
+    # -- compute ------------------------------------------------------------------------------------
+    def preprocess(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
+        return resize_batch(faces, self.image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.net(batch)
+
+    def member_log_odds(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.net.member_log_odds(batch)
+
+    def predict(self, batch: torch.Tensor) -> list[Score]:
+        with torch.inference_mode():
+            logits = self.logits(batch)
+        return scores_from_logits(logits, name=self.name, fake_index=1, temperature=self.temperature,
+                                  threshold=self.threshold)
+
+    def member_scores(self, batch: torch.Tensor) -> list[dict[str, float]]:
+        """Per face, each member's own calibrated fake_prob (shown beside the ensemble's verdict)."""
+        probs = torch.sigmoid(self.member_log_odds(batch))
+        return [dict(zip(self.member_names, (round(float(p), 6) for p in row), strict=True)) for row in probs]
+
+    def features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        first = self.members[0]
+        x = F.interpolate(batch, size=(first.image_size, first.image_size), mode="bilinear", align_corners=False,
+                          antialias=True) if batch.shape[-1] != first.image_size else batch
+        mean = torch.tensor(first.mean).view(1, 3, 1, 1)
+        std = torch.tensor(first.std).view(1, 3, 1, 1)
+        low, high = first.features((x - mean) / std)
+        return low, torch.cat([high, self.member_log_odds(batch)], dim=1)
+
+    def explain_target(self) -> ExplainTarget | None:
+        inner = self.members[0].explain_target()
+        if inner is None:
+            return None
+        return ExplainTarget(model=self.net, layers=inner.layers, reshape_transform=inner.reshape_transform,
+                             fake_index=1, methods=tuple(m for m in inner.methods if m != "fullgrad") or ("gradcam",),
+                             note=f"Grad-CAM of the ensemble's score on {self.members[0].name}'s layers")
+
+    def module(self) -> torch.nn.Module:
+        return self.net
+
+    def set_calibration(self, *, temperature: float, threshold: float) -> None:
+        self.temperature = float(temperature)
+        self.threshold = float(threshold)

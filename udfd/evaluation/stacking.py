@@ -1,0 +1,111 @@
+"""Stacking for the ensemble family: combine members' log-odds, judged by leave-one-source-out. Pure numpy.
+
+Rules compared (training/fit_ensemble.py picks the best by mean LOSO AUC):
+- `mean`: equal weights on standardised log-odds (no fitting beyond mean / std).
+- `val`: logistic regression on each fold's own validation rows (in-distribution for that fold's models).
+- `nested`: logistic regression on the *held-out* rows of the other folds, where every member's scores are
+  unseen-source scores; fold F's own rows are never used to fit the weights that score fold F.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+EPS = 1e-6
+
+
+def log_odds(prob: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(prob, dtype=np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class Stack:
+    """z = (d - mu) / sd; s = z . weights + bias; fake_prob = sigmoid(s)."""
+
+    mu: tuple[float, ...]
+    sd: tuple[float, ...]
+    weights: tuple[float, ...]
+    bias: float
+    rule: str
+
+    def score(self, d: np.ndarray) -> np.ndarray:
+        z = (np.asarray(d, dtype=np.float64) - np.asarray(self.mu)) / np.asarray(self.sd)
+        return z @ np.asarray(self.weights) + self.bias
+
+    def to_dict(self) -> dict[str, object]:
+        return {"mu": list(self.mu), "sd": list(self.sd), "weights": list(self.weights), "bias": self.bias,
+                "rule": self.rule}
+
+
+def standardiser(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu = d.mean(axis=0)
+    sd = d.std(axis=0)
+    return mu, np.where(sd > 1e-6, sd, 1.0)
+
+
+def fit_stack(d: np.ndarray, y: np.ndarray, *, rule: str, c: float = 1.0,
+              scale: tuple[np.ndarray, np.ndarray] | None = None) -> Stack:
+    """Fit a Stack on (N, K) member log-odds `d` and labels `y` (1 = fake). `scale` overrides mu / sd."""
+    d = np.asarray(d, dtype=np.float64)
+    y = np.asarray(y, dtype=int)
+    mu, sd = scale if scale is not None else standardiser(d)
+    k = d.shape[1]
+    if rule == "mean" or len(np.unique(y)) < 2:
+        return Stack(tuple(map(float, mu)), tuple(map(float, sd)), (1.0 / k,) * k, 0.0, "mean")
+    from sklearn.linear_model import LogisticRegression
+
+    z = (d - mu) / sd
+    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=1000).fit(z, y)
+    return Stack(tuple(map(float, mu)), tuple(map(float, sd)), tuple(float(w) for w in lr.coef_[0]),
+                 float(lr.intercept_[0]), rule)
+
+
+def auc(y: Sequence[int], s: Sequence[float]) -> float | None:
+    y = np.asarray(y, dtype=int)
+    if len(np.unique(y)) < 2:
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, np.asarray(s, dtype=np.float64)))
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """One LOSO fold: member log-odds on its validation rows and on its held-out rows."""
+
+    name: str
+    d_val: np.ndarray
+    y_val: np.ndarray
+    d_heldout: np.ndarray
+    y_heldout: np.ndarray
+
+
+def loso_table(folds: Sequence[FoldData], members: Sequence[str], *, rules: Sequence[str] = ("mean", "val", "nested")
+               ) -> dict[str, dict[str, float | None]]:
+    """AUC on each fold's held-out rows: every member alone and every combination rule. {column: {fold: auc}}."""
+    table: dict[str, dict[str, float | None]] = {m: {} for m in members}
+    table |= {f"ensemble:{r}": {} for r in rules}
+    for f in folds:
+        for j, m in enumerate(members):
+            table[m][f.name] = auc(f.y_heldout, f.d_heldout[:, j])
+        for rule in rules:
+            if rule == "nested":
+                others = [g for g in folds if g is not f]
+                d = np.concatenate([g.d_heldout for g in others])
+                y = np.concatenate([g.y_heldout for g in others])
+                stack = fit_stack(d, y, rule="nested")
+            elif rule == "val":
+                stack = fit_stack(f.d_val, f.y_val, rule="val")
+            else:
+                stack = fit_stack(f.d_val if len(f.d_val) else f.d_heldout, f.y_val, rule="mean")
+            table[f"ensemble:{rule}"][f.name] = auc(f.y_heldout, stack.score(f.d_heldout))
+    return table
+
+
+def mean_of(column: Mapping[str, float | None]) -> float | None:
+    vals = [v for v in column.values() if v is not None]
+    return float(np.mean(vals)) if vals else None
