@@ -116,7 +116,7 @@ def test_vit_refuses_fullgrad_with_the_reason() -> None:
 
 def test_cnn_families_default_to_fullgrad() -> None:
     assert explain_methods(_tiny("cnn"))[0] == "fullgrad"
-    assert explain_methods(_tiny("mobilenet_v2"))[0] == "fullgrad"
+    assert explain_methods(_tiny("timm"))[0] == "fullgrad"
     assert explain_methods(_tiny("ocvae")) == ("error",)
 
 

@@ -98,8 +98,13 @@ def families() -> dict[str, type]:
     return dict(_REGISTRY)
 
 
+# Family names that older checkpoints declare -> the family that loads them now.
+LEGACY_FAMILIES: dict[str, str] = {"mobilenet_v2": "timm"}  # mobilenet_v2 became a configuration of `timm`
+
+
 def get_family(family: str) -> type:
     regs = families()
+    family = LEGACY_FAMILIES.get(family, family) if family not in regs else family
     if family not in regs:
         raise ModelUnavailableError(f"unknown detector family {family!r}; known: {sorted(regs)}")
     return regs[family]
@@ -124,7 +129,7 @@ def family_for(config: dict[str, Any]) -> type:
 BUILTIN_FAMILY_MODULES: tuple[str, ...] = (
     "udfd.detectors.vit",
     "udfd.detectors.cnn",
-    "udfd.detectors.mobilenet",
+    "udfd.detectors.timm_classifier",
     "udfd.detectors.ocvae",
     "udfd.detectors.lip_lstm",
     "udfd.detectors.clip",
