@@ -23,6 +23,11 @@ DEFAULT_MODELS: dict[str, str] = {
     # No embedded checkpoint: CLIP weights cannot be fetched offline, so the app lists `clip` as unavailable
     # (with the reason) until UDFD_MODEL_CLIP points at a folder made by training/train_clip.py. See README.
     "clip": f"local-dir:{EMBEDDED_MODELS / 'udfd-clip'}",
+    # The authors' MesoNet weights (Afchar et al. 2018), converted by training/convert_mesonet.py; not in the defaults.
+    "mesonet4_df": f"local-dir:{EMBEDDED_MODELS / 'udfd-mesonet4-df'}",
+    "mesonet4_f2f": f"local-dir:{EMBEDDED_MODELS / 'udfd-mesonet4-f2f'}",
+    "mesoinception_df": f"local-dir:{EMBEDDED_MODELS / 'udfd-mesoinception-df'}",
+    "mesoinception_f2f": f"local-dir:{EMBEDDED_MODELS / 'udfd-mesoinception-f2f'}",
 }
 
 
