@@ -11,7 +11,7 @@ import yaml
 
 from udfd.config import DEFAULT_MODELS, Settings
 from udfd.errors import UdfdError
-from udfd.hub import parse_ref
+from udfd.hub import parse_ref, split_refs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "space"
@@ -32,11 +32,17 @@ def test_front_matter_matches_the_pinned_stack() -> None:
     assert meta["python_version"] == f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def test_space_detector_config_points_every_name_at_the_hub() -> None:
+def test_space_detector_config_is_hub_first_with_the_embedded_fallback() -> None:
     settings = Settings.from_env({"UDFD_MODELS_FILE": "space/detectors.json"})
-    assert set(settings.models) == set(DEFAULT_MODELS)
-    assert all(parse_ref(ref).kind == "hf-hub" for ref in settings.models.values())
-    assert settings.detectors[0] == "vit"
+    assert set(settings.models) >= set(DEFAULT_MODELS)
+    for name, value in settings.models.items():
+        refs = [parse_ref(r) for r in split_refs(value)]
+        assert refs[0].kind == "hf-hub", name
+        embedded = parse_ref(DEFAULT_MODELS[name]) if name in DEFAULT_MODELS else None
+        if name != "vit" and embedded is not None and (Path(embedded.location) / "config.json").is_file():
+            assert [r.kind for r in refs] == ["hf-hub", "local-dir"], f"{name}: embedded folder as the fallback"
+            assert Path(refs[1].location) == Path(embedded.location)
+    assert [r.kind for r in map(parse_ref, split_refs(settings.models["vit"]))] == ["hf-hub"], "dima806: Hub only"
     # The usual variables still win over the file.
     override = Settings.from_env(
         {"UDFD_MODELS_FILE": "space/detectors.json", "UDFD_MODEL_CNN": "local-dir:x", "UDFD_DETECTORS": "cnn"}

@@ -50,14 +50,28 @@ def parse_ref(ref: str, *, short_names: dict[str, str] | None = None) -> ModelRe
             raise ModelRefError(f"bad local reference {ref!r}: expected local-dir:path")
         return ModelRef("local-dir", path)
     if short_names and ref in short_names:
-        target = short_names[ref]
-        if target in short_names:
-            raise ModelRefError(f"short name {ref!r} points to another short name {target!r}")
-        return parse_ref(target)
+        targets = split_refs(short_names[ref])
+        if not targets or any(t in short_names for t in targets):
+            raise ModelRefError(f"short name {ref!r} must point to references, not to {short_names[ref]!r}")
+        return parse_ref(targets[0])  # the preferred reference; parse_refs gives the fallbacks too
     raise ModelRefError(
         f"ambiguous model reference {ref!r}: write hf-hub:org/repo[@revision] or local-dir:path"
         + (f", or one of the short names {sorted(short_names)}" if short_names else "")
     )
+
+
+def split_refs(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """`"hf-hub:org/a | local-dir:models/a"` (or a JSON list) -> the references in order of preference."""
+    items = value if isinstance(value, list | tuple) else str(value).split("|")
+    return [r.strip() for r in items if r and r.strip()]
+
+
+def parse_refs(ref: str, *, short_names: dict[str, str] | None = None) -> list[ModelRef]:
+    """Every reference a name stands for, in order: the loader takes the first that loads."""
+    targets = split_refs(short_names[ref]) if short_names and ref.strip() in short_names else split_refs(ref)
+    if not targets:
+        raise ModelRefError(f"empty model reference {ref!r}")
+    return [parse_ref(t) for t in targets]
 
 
 Downloader = Callable[..., str]

@@ -14,7 +14,7 @@ from udfd.config import Settings
 from udfd.detectors.base import Detector, family_for
 from udfd.errors import ModelUnavailableError, UdfdError
 from udfd.fast import accelerate, mode_for
-from udfd.hub import UDFD_KEY, ModelRef, model_version, parse_ref, read_config, resolve
+from udfd.hub import UDFD_KEY, ModelRef, model_version, parse_refs, read_config, resolve
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,27 @@ def load_detector(
     `settings.fast` (UDFD_FAST) an image detector comes back as its fast copy (`udfd.fast.accelerate`), also cached.
     """
     settings = settings or Settings()
-    ref = parse_ref(name_or_ref, short_names=settings.models)
+    refs = parse_refs(name_or_ref, short_names=settings.models)
+    failures: list[str] = []
+    for ref in refs:
+        try:
+            det = _load_ref(ref, name=_short_name(name_or_ref, settings), settings=settings, download=download)
+        except ModelUnavailableError as e:
+            if len(refs) == 1:
+                raise
+            failures.append(f"{ref}: {e}")
+            continue
+        if failures:
+            log.warning("%s: loaded from %s after %d failed reference(s): %s", det.name, ref, len(failures),
+                        "; ".join(failures))
+        det.loaded_from = str(ref)  # which reference served, and why the preferred ones did not
+        det.fallback_reasons = tuple(failures)
+        return det
+    raise ModelUnavailableError(f"{name_or_ref}: no reference could be loaded: " + "; ".join(failures))
+
+
+def _load_ref(ref: ModelRef, *, name: str | None, settings: Settings, download: Callable[..., str] | None
+              ) -> Detector:
     key = str(ref)
     with _LOCK:
         stamp = _local_version(ref)
@@ -41,7 +61,7 @@ def load_detector(
         if cached is None or cached[1] != stamp:
             if cached is not None:
                 log.info("%s changed version (%s -> %s): reloading", ref, cached[1], stamp)
-            _CACHE[key] = (_load_uncached(ref, name=_short_name(name_or_ref, settings), download=download), stamp)
+            _CACHE[key] = (_load_uncached(ref, name=name, download=download), stamp)
         det = _CACHE[key][0]
         mode = mode_for(settings.fast, det.name) if settings.fast else None
         if mode is None or det.modality != "image":
