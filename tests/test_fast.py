@@ -11,12 +11,15 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+from udfd.config import Settings
 from udfd.detectors.base import families
-from udfd.fast import FAST_MODES, FastPathError, accelerate, mode_for, parse_fast, set_threads
+from udfd.fast import FAST_MODES, FastPathError, accelerate, mode_for, parse_fast, set_threads, verify
 from udfd.loader import clear_cache, load_detector
 
 IMAGE_FAMILIES = sorted(name for name, cls in families().items() if cls.modality == "image")
-NOT_EXPORTABLE = {("clip", "onnx")}
+# clip: open_clip's fused attention; ensemble: antialiased resizing of each member's view (no ONNX op at opset 17;
+# its members run their own fast paths instead)
+NOT_EXPORTABLE = {("clip", "onnx"), ("ensemble", "onnx")}
 CROPS = [np.random.default_rng(i).integers(0, 256, (40 + 8 * i, 36 + 4 * i, 3), dtype=np.uint8) for i in range(5)]
 
 
@@ -56,7 +59,7 @@ def test_fast_copy_scores_close_to_eager_and_leaves_the_original_alone(family, m
     batch = det.preprocess(CROPS)
     eager = np.array([s.fake_prob for s in det.predict(batch)])
     if (family, mode) in NOT_EXPORTABLE:
-        # torch's ONNX exporter has no op for open_clip's fused attention: a clear error, not a silent fallback
+        # torch's ONNX exporter has no op for it: a clear error, not a silent fallback
         with pytest.raises(FastPathError, match="ONNX export failed"):
             accelerate(det, mode)
         return
@@ -120,3 +123,50 @@ def test_fast_bench_structure(tiny_settings, tmp_path: Path):
         assert r["speedup_b1"] > 0 and 0 <= r["max_abs_delta_fake_prob"] < 0.05
         assert r["kept"] == (r["verdict_flips"] == 0)
     assert "| vit | int8 |" in result["table"] and "| vit | eager fp32 |" in result["table"]
+
+
+def test_auto_takes_the_checkpoints_measured_mode_and_off_runs_eager():
+    assert mode_for("auto", "cnn", preferred="onnx") == "onnx"
+    assert mode_for("auto", "cnn", preferred=None) is None and mode_for("auto", "cnn", preferred="fp8") is None
+    assert mode_for("off", "cnn", preferred="onnx") is None and mode_for("", "cnn", preferred="onnx") is None
+    assert mode_for("bf16", "cnn", preferred="onnx") == "bf16", "an explicit UDFD_FAST wins"
+
+
+def _saved(tmp_path, fast_mode):
+    torch.manual_seed(0)
+    cls = families()["cnn"]
+    det = cls.create(cls.tiny_arch)
+    det.save_pretrained(tmp_path, metadata={"version": "1", "fast": fast_mode}, fp16=False)
+    return f"local-dir:{tmp_path}"
+
+
+@pytest.mark.skipif(not any(m == "onnx" for m in _modes()), reason="onnx/onnxruntime missing")
+def test_default_loads_the_verified_fast_path_and_explains_with_the_eager_module(tmp_path, caplog):
+    clear_cache()
+    ref = _saved(tmp_path, "onnx")
+    with caplog.at_level("INFO", logger="udfd.loader"):
+        det = load_detector(ref, settings=Settings())  # UDFD_FAST defaults to auto
+    assert det.version.endswith("+onnx") and "verified" in caplog.text
+    assert det.explain_target() is not None and det.eager.explain_target().layers == det.explain_target().layers
+    eager = load_detector(ref, settings=Settings(fast="off"))
+    assert not eager.version.endswith("+onnx")
+    kept, delta, flips = verify(eager, det)
+    assert kept and delta < 1e-4 and flips == 0
+
+
+def test_a_fast_path_that_moves_scores_falls_back_to_eager_with_one_log_line(tmp_path, caplog, monkeypatch):
+    import udfd.loader as loader
+
+    clear_cache()
+    ref = _saved(tmp_path, "int8")
+
+    def broken(det, mode):
+        fast = accelerate(det, "channels_last")
+        fast.predict = lambda batch: [type(s)(s.detector, 1.0 - s.fake_prob, s.threshold) for s in det.predict(batch)]
+        return fast
+
+    monkeypatch.setattr(loader, "accelerate", broken)
+    with caplog.at_level("WARNING", logger="udfd.loader"):
+        det = load_detector(ref, settings=Settings())
+    assert not hasattr(det, "eager"), "the eager detector serves"
+    assert len([r for r in caplog.records if "running eager" in r.message]) == 1

@@ -32,6 +32,8 @@ from udfd.errors import UdfdError
 log = logging.getLogger(__name__)
 
 FAST_MODES = ("int8", "bf16", "compile", "channels_last", "onnx")
+AUTO, OFF = "auto", "off"  # UDFD_FAST: the checkpoint's verified mode (default) / eager everywhere
+VERIFY_TOLERANCE = 0.01  # max |Δ fake_prob| a default fast path may move a score on the verification crops
 
 
 class FastPathError(UdfdError):
@@ -51,9 +53,40 @@ def parse_fast(spec: str) -> dict[str, str]:
     return out
 
 
-def mode_for(spec: str, name: str) -> str | None:
+def mode_for(spec: str, name: str, *, preferred: str | None = None) -> str | None:
+    """The fast mode for detector `name`: UDFD_FAST="auto" (the default) takes the checkpoint's own measured
+    choice (`preferred`, config.json `udfd.fast`); "off" or "" runs eager; explicit modes as in parse_fast."""
+    spec = spec.strip()
+    if spec in ("", OFF):
+        return None
+    if spec == AUTO:
+        return preferred if preferred in FAST_MODES else None
     modes = parse_fast(spec)
     return modes.get(name, modes.get("*"))
+
+
+def verification_crops(n: int = 12, seed: int = 0) -> list[np.ndarray]:
+    """A fixed set of face-sized crops (smooth gradients, blobs and noise at several sizes) for load-time checks."""
+    rng = np.random.default_rng(seed)
+    crops = []
+    for i in range(n):
+        side = (48, 96, 160, 224)[i % 4]
+        yy, xx = np.mgrid[0:side, 0:side] / side
+        base = np.stack([yy, xx, (yy + xx) / 2], -1) * 255 * rng.uniform(0.3, 1.0, 3)
+        blob = np.exp(-(((yy - 0.5) ** 2 + (xx - 0.5) ** 2) / rng.uniform(0.02, 0.1)))[..., None] * 120
+        noise = rng.normal(0, rng.uniform(2, 30), (side, side, 3))
+        crops.append(np.clip(base + blob + noise, 0, 255).astype(np.uint8))
+    return crops
+
+
+def verify(eager: Detector, fast: Detector, *, tolerance: float = VERIFY_TOLERANCE) -> tuple[bool, float, int]:
+    """(kept, max |Δ fake_prob|, verdict flips) of `fast` against `eager` on `verification_crops()`."""
+    crops = verification_crops()
+    a = np.array([s.fake_prob for s in eager.predict(eager.preprocess(crops))])
+    b = np.array([s.fake_prob for s in fast.predict(fast.preprocess(crops))])
+    delta = float(np.max(np.abs(a - b))) if len(a) else 0.0
+    flips = int(np.sum((a >= eager.threshold) != (b >= eager.threshold)))
+    return bool(np.isfinite(b).all() and delta <= tolerance and flips == 0), delta, flips
 
 
 def set_threads(n: int = 0) -> int:
@@ -93,6 +126,10 @@ def accelerate(det: Detector, mode: str, *, example: torch.Tensor | None = None)
             example = det.preprocess([np.zeros((64, 64, 3), np.uint8)])
         fast.logits = _onnx_logits(base_logits, net, example)
     fast.version = f"{det.version}+{mode}"
+    # Explanations need gradients through the original network (an onnx or int8 copy has none): they use `eager`.
+    fast.eager = det
+    fast.explain_target = det.explain_target
+    fast.fast_mode = mode
     return fast
 
 

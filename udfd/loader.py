@@ -13,7 +13,7 @@ from safetensors import SafetensorError
 from udfd.config import Settings
 from udfd.detectors.base import Detector, family_for
 from udfd.errors import ModelUnavailableError, UdfdError
-from udfd.fast import accelerate, mode_for
+from udfd.fast import AUTO, FastPathError, accelerate, mode_for, verify
 from udfd.hub import UDFD_KEY, ModelRef, model_version, parse_refs, read_config, resolve
 
 log = logging.getLogger(__name__)
@@ -63,14 +63,35 @@ def _load_ref(ref: ModelRef, *, name: str | None, settings: Settings, download: 
                 log.info("%s changed version (%s -> %s): reloading", ref, cached[1], stamp)
             _CACHE[key] = (_load_uncached(ref, name=name, download=download), stamp)
         det = _CACHE[key][0]
-        mode = mode_for(settings.fast, det.name) if settings.fast else None
+        mode = mode_for(settings.fast, det.name, preferred=getattr(det, "preferred_fast", None))
         if mode is None or det.modality != "image":
             return det
         fast = _CACHE.get(f"{key}|{mode}")
         if fast is None or fast[1] != stamp:  # a promoted version gets its own fast copy
-            log.info("%s: fast path %s (UDFD_FAST)", det.name, mode)
-            _CACHE[f"{key}|{mode}"] = (accelerate(det, mode), stamp)
+            _CACHE[f"{key}|{mode}"] = (_fast_copy(det, mode, verify_it=settings.fast.strip() == AUTO), stamp)
         return _CACHE[f"{key}|{mode}"][0]
+
+
+def _fast_copy(det: Detector, mode: str, *, verify_it: bool) -> Detector:
+    """The fast copy of `det`; a default (auto) path must keep every score on the verification crops, or `det`
+    itself serves, with one log line saying why."""
+    try:
+        fast = accelerate(det, mode)
+    except FastPathError as e:
+        if not verify_it:
+            raise
+        log.warning("%s: fast path %s unavailable, running eager: %s", det.name, mode, e)
+        return det
+    if not verify_it:
+        log.info("%s: fast path %s (UDFD_FAST)", det.name, mode)
+        return fast
+    kept, delta, flips = verify(det, fast)
+    if not kept:
+        log.warning("%s: fast path %s moved scores (max |Δ fake_prob| %.4f, %d verdict flips): running eager",
+                    det.name, mode, delta, flips)
+        return det
+    log.info("%s: fast path %s verified (max |Δ fake_prob| %.5f, no flips)", det.name, mode, delta)
+    return fast
 
 
 def current_detector(name: str, loaded: Detector, *, settings: Settings) -> Detector:
@@ -111,6 +132,7 @@ def _load_uncached(ref: ModelRef, *, name: str | None, download: Callable[..., s
     if name:
         detector.name = name
     detector.version = model_version(folder, ref)
+    detector.preferred_fast = config.get(UDFD_KEY, {}).get("fast")  # measured by `udfd bench --fast`
     log.info("loaded %s (%s) from %s", detector.name, cls.family, folder)
     return detector
 

@@ -143,12 +143,14 @@ class EnsembleDetector:
         for i, (spec, member) in enumerate(zip(self.specs, self.members, strict=True)):
             if "name" not in spec:  # inline member: its own folder
                 member.save_pretrained(folder / "members" / str(i), fp16=fp16)
-        stack = {"mu": self.net.mu.tolist(), "sd": self.net.sd.tolist(), "weights": self.net.w.tolist(),
-                 "bias": float(self.net.b), **{k: v for k, v in self.stack.items()
-                                                if k not in ("mu", "sd", "weights", "bias")}}
+        stack = self._stack_dict()
         meta = {**self.meta, **(metadata or {}), "family": self.family, "members": self.specs, "stack": stack,
                 "labels": {0: "real", 1: "fake"}, "threshold": self.threshold, "temperature": self.temperature}
         (folder / CONFIG_NAME).write_text(json.dumps({UDFD_KEY: meta}, indent=1), encoding="utf-8")
+
+    def _stack_dict(self) -> dict[str, Any]:
+        return {**self.stack, "mu": self.net.mu.tolist(), "sd": self.net.sd.tolist(), "weights": self.net.w.tolist(),
+                "bias": float(self.net.b)}
 
     # -- compute ------------------------------------------------------------------------------------
     def preprocess(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
@@ -185,7 +187,11 @@ class EnsembleDetector:
         inner = self.members[0].explain_target()
         if inner is None:
             return None
-        return ExplainTarget(model=self.net, layers=inner.layers, reshape_transform=inner.reshape_transform,
+        # Gradients need the members' eager networks (a member may be served by its fast copy, udfd.fast).
+        eager = [getattr(m, "eager", m) for m in self.members]
+        net = self.net if all(e is m for e, m in zip(eager, self.members, strict=True)) else \
+            _EnsembleNet(eager, self._stack_dict()).eval()
+        return ExplainTarget(model=net, layers=inner.layers, reshape_transform=inner.reshape_transform,
                              fake_index=1, methods=tuple(m for m in inner.methods if m != "fullgrad") or ("gradcam",),
                              note=f"Grad-CAM of the ensemble's score on {self.members[0].name}'s layers")
 
