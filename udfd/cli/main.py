@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                     " every --detector is measured")
     ev.add_argument("--split-file", type=Path, help="only the images of one split of this split.json (a checkpoint's)")
     ev.add_argument("--split", default="test", help="which split of --split-file (default: test)")
+    ev.add_argument("--loso-fold", help="only the images one leave-one-source-out fold holds out"
+                    " (udfd/evaluation/loso.py: dfdc, lfw_faceswap, generated_photos, sdfd_sd21, stylegan)")
     ev.add_argument("--reliability", type=Path, help="write a reliability diagram PNG here")
     ev.add_argument("--out", type=Path, help="also write the JSON report to this file")
     ev.add_argument("--write-cards", action="store_true",
@@ -185,6 +187,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         only = split_files(args.split_file, args.split) if args.split_file else None
         subset = f"{args.split_file}:{args.split}" if args.split_file else "all"
+        if args.loso_fold:
+            only, subset = _loso_files(args.data, args.loso_fold, only), f"loso:{args.loso_fold}"
         try:
             perturbations = parse_perturbations(args.perturb)
         except ValueError as e:
@@ -207,6 +211,22 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(_format_report(report))
     return 0
+
+
+def _loso_files(root: Path, fold_name: str, only: list[str] | None) -> list[str]:
+    """Relative paths of the images a LOSO fold holds out (within `only` when a split file is given too)."""
+    from udfd.evaluation.evaluate import labelled_files
+    from udfd.evaluation.loso import get_fold
+
+    try:
+        fold = get_fold(fold_name)
+    except KeyError as e:
+        raise UdfdError(str(e)) from e
+    keep = [f.relative_to(root).as_posix() for f, label, source in labelled_files(root, only=only)
+            if fold.holds(label, source)]
+    if not keep:
+        raise UdfdError(f"no image of LOSO fold {fold.name!r} under {root}")
+    return keep
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:

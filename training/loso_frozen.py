@@ -1,0 +1,145 @@
+"""Frozen ImageNet backbone + trained head (the DLA report's first transfer-learning variant), LOSO and in-dist.
+
+    python training/loso_frozen.py --data ../shared/data/faces --model tf_efficientnet_lite0 --image-size 160 \
+        --member lite0_frozen --out runs/loso/lite0_frozen
+
+The backbone (eval mode: ImageNet batch-norm statistics, no augmentation) embeds every face once; per fold a
+logistic-regression head is fitted on the train rows (its L2 strength chosen by validation log loss), which is
+exactly a frozen backbone with a trained linear classifier. Writes the score files for every fold and
+`in_dist`, `summary.json`, and the in-distribution model as a normal `timm` checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from any folder
+
+from training.data import cached_crops, list_samples, split_samples  # noqa: E402
+from training.loso import loso_split, write_run_scores  # noqa: E402
+from udfd.config import FaceSettings  # noqa: E402
+from udfd.detectors.timm_classifier import TimmDetector  # noqa: E402
+from udfd.evaluation.loso import FOLDS, member_summary  # noqa: E402
+from udfd.evaluation.metrics import (  # noqa: E402
+    best_youden_threshold,
+    binary_metrics,
+    fake_sources_vs_reals,
+    fit_temperature,
+    metrics_by_group,
+)
+
+log = logging.getLogger(__name__)
+C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def embed(detector: TimmDetector, crops: np.ndarray, *, batch: int = 64) -> np.ndarray:
+    from tqdm.auto import tqdm
+
+    net = detector.module().eval()
+    out = []
+    with torch.inference_mode():
+        for s in tqdm(range(0, len(crops), batch), desc="features", unit="batch"):
+            x = detector.preprocess([crops[i] for i in range(s, min(s + batch, len(crops)))])
+            out.append(net.forward_head(net.forward_features(x), pre_logits=True).float().numpy())
+    return np.concatenate(out)
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, train: list[int], val: list[int]) -> tuple[np.ndarray, float, float]:
+    """(w, b, C) of a logistic regression on standardised features, folded back to raw features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    mu, sd = x[train].mean(0), x[train].std(0) + 1e-6
+    z = (x - mu) / sd
+    best = None
+    for c in C_GRID:
+        clf = LogisticRegression(C=c, max_iter=3000).fit(z[train], y[train])
+        loss = log_loss(y[val], clf.predict_proba(z[val])[:, 1], labels=[0, 1])
+        if best is None or loss < best[0]:
+            best = (loss, c, clf)
+    _, c, clf = best
+    w = clf.coef_[0] / sd
+    return w, float(clf.intercept_[0] - (w * mu).sum()), c
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--model", default="tf_efficientnet_lite0")
+    p.add_argument("--image-size", type=int, default=160)
+    p.add_argument("--crop-size", type=int, default=160)
+    p.add_argument("--member", default="lite0_frozen")
+    p.add_argument("--scores-dir", type=Path, default=Path("runs/scores"))
+    p.add_argument("--out", type=Path, default=Path("runs/loso/lite0_frozen"))
+    p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
+    p.add_argument("--seed", type=int, default=42)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    root = args.data.resolve()
+    samples = list_samples(root)
+    crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=args.cache_dir)
+    y = np.array([s.label for s in samples])
+    det = TimmDetector.create({"model": args.model, "init": "imagenet", "image_size": args.image_size,
+                               "freeze_backbone": True})
+    key = hashlib.sha256(json.dumps([[s.path for s in samples], args.model, args.image_size,
+                                     args.crop_size]).encode()).hexdigest()[:16]
+    feat_path = args.cache_dir / f"feats-{key}.npy"
+    if feat_path.is_file():
+        x = np.load(feat_path)
+    else:
+        x = embed(det, crops)
+        np.save(feat_path, x)
+    results: dict[str, object] = {}
+    runs = [(f.name, loso_split(samples, f.name, seed=args.seed, val=0.1, test=0.1)) for f in FOLDS]
+    runs.append(("in_dist", split_samples(samples, seed=args.seed, val=0.1, test=0.1)))
+    for name, split in runs:
+        w, b, c = fit_head(x, y, split["train"], split["val"])
+        logit = {k: x[v] @ w + b for k, v in split.items() if v}
+        probs = {k: 1 / (1 + np.exp(-v)) for k, v in logit.items()}
+        loso = name if name != "in_dist" else None
+        write_run_scores(args.scores_dir, args.member, samples, split, probs, loso_fold=loso)
+        held = "heldout" if loso else "test"
+        srcs = [samples[i].source for i in split[held]]
+        entry = {"C": c, "val_auc": binary_metrics(y[split["val"]], probs["val"])["roc_auc"],
+                 f"{held}_auc": binary_metrics(y[split[held]], probs[held])["roc_auc"],
+                 "by_source": {k: m["roc_auc"] for k, m in (
+                     metrics_by_group(y[split[held]], probs[held], srcs)
+                     | fake_sources_vs_reals(y[split[held]], probs[held], srcs)).items()}}
+        results[name] = entry
+        log.info("%s: %s", name, json.dumps(entry))
+        if name == "in_dist":
+            _save(det, w, b, logit["val"], y[split["val"]], args, c)
+    summary = member_summary(args.scores_dir, args.member).as_dict()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.json").write_text(json.dumps({"loso": summary, "runs": results}, indent=1), encoding="utf-8")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _save(det: TimmDetector, w: np.ndarray, b: float, val_logit: np.ndarray, y_val: np.ndarray,
+          args: argparse.Namespace, c: float) -> None:
+    """The in-distribution head as the network's 2-way classifier (real logit 0, fake logit w·x + b), calibrated."""
+    head = det.net.get_classifier()
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[1] = torch.from_numpy(w).float()
+        head.bias[1] = b
+    two = np.stack([np.zeros_like(val_logit), val_logit], 1)
+    t = fit_temperature(two, y_val)
+    det.set_calibration(temperature=t, threshold=best_youden_threshold(y_val, 1 / (1 + np.exp(-val_logit / t))))
+    det.save_pretrained(args.out / "model", metadata={"version": "loso-frozen", "head": {"kind": "logistic", "C": c},
+                                                      "crop_size": args.crop_size})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
