@@ -1,0 +1,55 @@
+"""udfd.plain: the one-sentence verdict a visitor reads first."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from udfd.plain import region_of, sentence
+from udfd.types import FaceVerdict, Heatmap, Overall, Verdict
+
+
+def _face(p: float, *, found: bool = True, uncertain: str = "", scores: dict | None = None,
+          box=(0, 0, 90, 90)) -> FaceVerdict:
+    return FaceVerdict(box=box, face_found=found, confidence=0.9, scores=scores or {"a": p}, label="fake" if p >= 0.5
+                       else "real", fake_prob=p, uncertain=bool(uncertain), uncertain_reason=uncertain)
+
+
+def _verdict(*faces: FaceVerdict, basis: str = "detectors", evidence=()) -> Verdict:
+    worst = max(faces, key=lambda f: f.fake_prob)
+    return Verdict(file="x.jpg", kind="image", faces=faces, overall=Overall(worst.label, worst.fake_prob,
+                   worst.uncertain, 0.5, basis=basis, evidence=tuple(evidence)), model_versions={}, timings_ms={})
+
+
+def test_fake_says_how_many_detectors_agree_and_where() -> None:
+    face = _face(0.9, scores={"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.2})
+    values = np.zeros((90, 90))
+    values[80, 45] = 1.0  # bottom middle
+    text = sentence(_verdict(face), heatmaps=(Heatmap("a", "gradcam", values, (0, 0, 90, 90)),))
+    assert text == "Likely manipulated — 3 of 4 detectors agree; the strongest signal is around the mouth and chin."
+
+
+def test_uncertain_and_no_face_say_cannot_tell_with_the_reason() -> None:
+    assert sentence(_verdict(_face(0.52, uncertain="band"))).startswith(
+        "Cannot tell — the score is too close to the detector's threshold")
+    assert sentence(_verdict(_face(0.9, found=False))).startswith("Cannot tell — no face was found")
+
+
+def test_real_is_never_called_proof_and_thresholds_are_per_detector() -> None:
+    face = _face(0.3, scores={"a": 0.3, "b": 0.4})
+    assert sentence(_verdict(face)) == ("No sign of manipulation found — 2 of 2 detectors see none; a detector's "
+                                        "score is an opinion, not proof.")
+    assert "1 of 2" in sentence(_verdict(face), thresholds={"b": 0.35})
+
+
+def test_provenance_evidence_wins_and_is_named() -> None:
+    text = sentence(_verdict(_face(0.1), basis="provenance", evidence=["C2PA: trainedAlgorithmicMedia"]))
+    assert text.startswith("Generated or manipulated — the file itself says so (C2PA: trainedAlgorithmicMedia)")
+
+
+def test_region_names_each_third() -> None:
+    values = np.zeros((9, 9))
+    values[1, 4] = 1
+    assert region_of(Heatmap("a", "m", values, (0, 0, 9, 9))) == "around the forehead and eyes"
+    values[:] = 0
+    values[4, 0] = 1
+    assert region_of(Heatmap("a", "m", values, (0, 0, 9, 9))) == "along the side of the face"
