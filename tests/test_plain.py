@@ -53,3 +53,22 @@ def test_region_names_each_third() -> None:
     values[:] = 0
     values[4, 0] = 1
     assert region_of(Heatmap("a", "m", values, (0, 0, 9, 9))) == "along the side of the face"
+
+
+def test_catalog_reads_display_metadata_and_hides_server_paths() -> None:
+    from udfd.catalog import describe, public_reason
+
+    class Det:
+        family = "timm"
+        meta = {"display": {"title": "EfficientNet-Lite0", "summary": "ImageNet backbone fine-tuned on 17 sources"},
+                "loso_mean": 0.8123}
+        loaded_from = "hf-hub:org/udfd-effnet-lite0@abc"
+
+    info = describe("effnet_lite0", Det())
+    assert info.title == "EfficientNet-Lite0" and info.skill == "mean AUC on held-out sources 0.81"
+    assert info.card == "https://huggingface.co/org/udfd-effnet-lite0"
+    assert "EfficientNet-Lite0" in info.line and "0.81" in info.line
+    reason = ("model folder /work/main/models/udfd-clip does not exist. Configure it with UDFD_MODEL_CLIP=local-dir:"
+              "/path/to/checkpoint or hf-hub:org/repo.")
+    assert public_reason(reason) == "model folder (server path) does not exist."
+    assert "/" not in public_reason("local-dir:/srv/x/y: no config.json")

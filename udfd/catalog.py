@@ -1,0 +1,49 @@
+"""What a visitor is told about each detector: a human name, one line on what it is and what it learnt from, and
+its measured skill, read from the checkpoint's own config (`udfd.display`, `udfd.loso_mean`). Pure.
+
+Unavailable detectors are described by their name and a reason without server paths (`public_reason`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+PATH = re.compile(r"(?:local-dir:)?(?:[A-Za-z]:)?(?:/[^\s/'\"(),;]+){2,}/?")
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    name: str  # the configured short name (API value)
+    title: str  # the human name shown in the UI
+    summary: str  # what it is and what it was trained on
+    skill: str  # its measured skill, from its card ("" when none is recorded)
+    card: str  # where its model card is (a Hub URL or the folder's README.md), "" when unknown
+
+    @property
+    def line(self) -> str:
+        return " — ".join(x for x in (f"**{self.title}**", self.summary, self.skill) if x)
+
+
+def describe(name: str, detector: Any) -> DetectorInfo:
+    """Read a loaded detector's display metadata (falls back to its family and name)."""
+    meta = getattr(detector, "meta", None) or {}
+    display = meta.get("display", {}) if isinstance(meta, dict) else {}
+    skill = display.get("skill", "")
+    loso = meta.get("loso_mean") if isinstance(meta, dict) else None
+    if not skill and isinstance(loso, int | float):
+        skill = f"mean AUC on held-out sources {loso:.2f}"
+    ref = str(getattr(detector, "loaded_from", "") or "")
+    card = f"https://huggingface.co/{ref.removeprefix('hf-hub:').split('@')[0]}" if ref.startswith("hf-hub:") else ""
+    family = getattr(detector, "family", "")
+    return DetectorInfo(name=name, title=display.get("title") or name.replace("_", " "),
+                        summary=display.get("summary") or (f"{family} detector" if family else ""), skill=skill,
+                        card=card or display.get("card", ""))
+
+
+def public_reason(reason: str) -> str:
+    """A reason fit for visitors: server paths replaced by "(server path)", configuration hints dropped."""
+    text = PATH.sub("(server path)", reason)
+    text = re.sub(r"\s*Configure it with \S+.*$", "", text)
+    return text.strip() or "unavailable"
