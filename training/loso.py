@@ -91,6 +91,18 @@ def loso_card_section(summaries: dict[str, LosoSummary], *, how: str) -> str:
             f"rows together.\n\n{summary_markdown(summaries)}\n\n{how}")
 
 
+LOSO_START, LOSO_END = "<!-- loso -->", "<!-- /loso -->"  # the card section markers (model_cards/detector.md)
+
+
+def replace_loso_section(card: Path, markdown: str) -> None:
+    """Put a LOSO table into an existing card between its markers (after the sweeps finish, no retraining)."""
+    text = card.read_text(encoding="utf-8")
+    if LOSO_START not in text or LOSO_END not in text:
+        raise SystemExit(f"{card} has no {LOSO_START} ... {LOSO_END} section")
+    head, rest = text.split(LOSO_START, 1)
+    card.write_text(f"{head}{LOSO_START}\n{markdown}\n{LOSO_END}{rest.split(LOSO_END, 1)[1]}", encoding="utf-8")
+
+
 def summary_json(scores_dir: Path, members: Sequence[str]) -> dict[str, dict[str, object]]:
     return {m: member_summary(scores_dir, m).as_dict() for m in members}
 
@@ -146,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("--out", type=Path, help="also write the summaries as JSON")
     sm.add_argument("--like", help="only the held-out rows this member scored too (like-for-like)")
     sm.add_argument("--how", default="", help="a sentence for the card: how the numbers were made")
+    sm.add_argument("--card", type=Path, help="also write the table into this model folder's README.md")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.cmd == "sweep":
@@ -165,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             out = {"_how": args.how, **{m: x.as_dict() for m, x in sums.items()}}
             args.out.write_text(json.dumps(out, indent=1), encoding="utf-8")
+        if args.card:
+            replace_loso_section(args.card / "README.md", loso_card_section(sums, how=args.how))
     return 0
 
 
