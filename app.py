@@ -61,9 +61,14 @@ def build_app(
         with gr.Tab("Compare"):
             video_reason = dict.fromkeys(video_only, "scores videos only: see the Video tab")
             build_compare_tab(available=available, unavailable=unavailable | video_reason, settings=settings,
-                              read_upload=payload_file)
+                              read_upload=lambda p: payload_file(p, max_bytes=settings.max_file_bytes))
         gr.Markdown(ABOUT)
     return demo
+
+
+def upload_limit(settings: Settings) -> int:
+    """The largest upload the server accepts: the video limit or the image limit, whichever is larger."""
+    return max(settings.max_file_bytes, settings.video.max_file_bytes)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -90,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Every endpoint runs at most `concurrency` requests at once; at most `queue_size` wait (UDFD_CONCURRENCY,
     # UDFD_QUEUE_SIZE). Bounded memory: one model copy per process, at most `concurrency` batches in flight.
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=settings.max_file_bytes)
+    # Uploads of either kind up to the larger limit; each handler then applies its own kind's limit.
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=upload_limit(settings))
 
 
 if __name__ == "__main__":

@@ -185,7 +185,12 @@ def test_truncated_jpeg() -> None:
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
-@pytest.mark.parametrize("data", [b"", b"hello, this is plain text\n" * 10, b"\x89PNG\r\n\x1a\n"])
+def test_empty_file_says_empty() -> None:
+    with pytest.raises(MediaError, match="file is empty"):
+        decode_image(b"", name="thing.jpg")
+
+
+@pytest.mark.parametrize("data", [b"hello, this is plain text\n" * 10, b"\x89PNG\r\n\x1a\n"])
 def test_not_an_image(data: bytes) -> None:
     with pytest.raises(MediaError, match="not a supported image|truncated or corrupt"):
         decode_image(data, name="thing.jpg")
@@ -249,3 +254,57 @@ def test_iter_image_files(tmp_path: Path) -> None:
     rel = [p.relative_to(tmp_path).as_posix() for p in found]
     assert rel == ["d/a.png", "d/b.JPG", "d/sub/c.webp", "d/sub/deeper/e.TIFF", "explicit.dat"]
     assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"} == IMAGE_EXTENSIONS
+
+
+# -- side, aspect and working-resolution limits (issue 14: a 60x32767 PNG aborted the process in MediaPipe) --
+def _jpeg_header(width: int, height: int) -> bytes:
+    """A JPEG whose SOF header claims width x height (the data after it is a tiny real picture's)."""
+    data = bytearray(_encode(PILImage.fromarray(_gradient(16, 16)), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize(("width", "height", "why"), [
+    (60, 32767, "a side is longer than the limit of 16384"),
+    (32767, 60, "a side is longer than the limit"),
+    (3000, 100, "one side is more than 20 times the other"),
+])
+def test_sides_and_aspect_are_refused_from_the_header(width: int, height: int, why: str) -> None:
+    data = _encode(PILImage.fromarray(np.full((height, width, 3), 128, np.uint8)), "PNG")
+    with pytest.raises(MediaError, match=why) as info:
+        decode_image(data, name="tall.png")
+    assert f"{width}\N{MULTIPLICATION SIGN}{height}" in info.value.reason
+
+
+def test_a_jpeg_header_claiming_60000_pixels_is_refused_before_decoding() -> None:
+    with pytest.raises(MediaError, match="a side is longer than the limit"):
+        decode_image(_jpeg_header(60000, 800), name="claims.jpg")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_large_images_are_decoded_reduced_to_the_working_side(fmt: str) -> None:
+    data = _encode(PILImage.fromarray(_gradient(1200, 900)), fmt)
+    image = decode_image(data, name=f"big.{fmt.lower()}", work_side=400)
+    assert image.pixels.shape == (300, 400, 3)
+    assert image.size == (1200, 900)  # the file's own size: what Verdict boxes refer to
+    full = decode_image(data, name="big")
+    assert full.pixels.shape == (900, 1200, 3) and full.size == (1200, 900)
+
+
+def test_reduced_decoding_keeps_the_exif_orientation() -> None:
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # rotate 90: the picture is 900 wide, 1200 high
+    buf = io.BytesIO()
+    PILImage.fromarray(_gradient(1200, 900)).save(buf, "JPEG", exif=exif.tobytes())
+    image = decode_image(buf.getvalue(), work_side=400)
+    assert image.pixels.shape == (400, 300, 3)
+    assert image.size == (900, 1200)
+
+
+def test_check_dimensions_accepts_ordinary_sizes() -> None:
+    from udfd.media import check_dimensions
+
+    assert check_dimensions(4000, 3000) == ""
+    assert check_dimensions(1, 1) == ""
+    assert "no pixels" in check_dimensions(0, 10)

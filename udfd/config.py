@@ -73,6 +73,12 @@ class Settings:
     video: VideoSettings = field(default_factory=VideoSettings)
     max_pixels: int = 50_000_000
     max_file_bytes: int = 50 * 1024 * 1024
+    # Read from the header before decoding: a side above max_side or a long:short ratio above max_aspect is refused
+    # (native face detectors abort on sides >= 32767). Accepted images are decoded reduced to at most work_side on
+    # their longer side before any face detector sees them; boxes are reported in the file's own pixels.
+    max_side: int = 16_384
+    max_aspect: float = 20.0
+    work_side: int = 4096
     uncertain_band: float = 0.1  # |fake_prob - threshold| below this -> "uncertain"
     # Detectors that call a face differently and whose fake_probs lie at least this far apart make it "uncertain"
     # (None: off, the default; only meaningful with more than one detector).
@@ -129,6 +135,9 @@ class Settings:
             faces=faces,
             max_pixels=int(env.get("UDFD_MAX_PIXELS", base.max_pixels)),
             max_file_bytes=int(env.get("UDFD_MAX_FILE_BYTES", base.max_file_bytes)),
+            max_side=int(env.get("UDFD_MAX_SIDE", base.max_side)),
+            max_aspect=float(env.get("UDFD_MAX_ASPECT", base.max_aspect)),
+            work_side=int(env.get("UDFD_WORK_SIDE", base.work_side)),
             uncertain_band=float(env.get("UDFD_UNCERTAIN_BAND", base.uncertain_band)),
             disagreement=float(env["UDFD_DISAGREEMENT"]) if env.get("UDFD_DISAGREEMENT") else None,
             tta=env.get("UDFD_TTA", "0").strip().lower() in ("1", "true", "yes", "on"),

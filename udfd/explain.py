@@ -24,6 +24,7 @@ import torch
 
 from udfd.detectors.base import Detector, ExplainTarget
 from udfd.errors import UdfdError
+from udfd.faces import verdict_boxes
 from udfd.heatmaps import colorize, fft_error_spectrum  # noqa: F401  (re-exported)
 from udfd.types import Heatmap, Verdict
 
@@ -111,8 +112,9 @@ def explain_verdict(
     method: str | None = None,
     target: TargetClass = "fake",
 ) -> list[Heatmap]:
-    """Heat-maps for every face of a verdict, cut from the image it was computed on."""
-    boxes = [face.box for face in verdict.faces]
+    """Heat-maps for every face of a verdict, cut from the image it was computed on (heat-map boxes are in the
+    pixels of `pixels`, which may be a reduced copy of the file the verdict's boxes refer to)."""
+    boxes = verdict_boxes(verdict, pixels)
     crops = [np.ascontiguousarray(pixels[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes]
     return explain_faces(detector, crops, boxes, method=method, target=target)
 

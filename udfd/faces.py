@@ -19,7 +19,7 @@ import numpy as np
 
 from udfd.config import FaceSettings
 from udfd.errors import ModelUnavailableError, UdfdError
-from udfd.types import Box, FaceCrop
+from udfd.types import Box, FaceCrop, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ _SCORE_FLOOR = 0.3  # backends keep detections from here; detect_faces applies F
 _NMS_IOU = 0.3
 _CONTEXT_SIDE = 512  # the tight-crop retry works on a copy no larger than this, plus its grey border
 _CONTEXT_GREY = 127
+# Detectors only ever see a copy no larger than this: MediaPipe's OpenCV aborts the process (not an exception)
+# on a side >= 32767, and its models look at 128-192 px anyway. udfd.media already decodes to Settings.work_side.
+_DETECT_SIDE = 4096
 
 
 def square_box(box: Box, *, margin: float, width: int, height: int) -> Box:
@@ -47,6 +50,27 @@ def square_box(box: Box, *, margin: float, width: int, height: int) -> Box:
     left = int(min(max(round(cx - side_px / 2.0), 0), width - side_px))
     top = int(min(max(round(cy - side_px / 2.0), 0), height - side_px))
     return (left, top, left + side_px, top + side_px)
+
+
+def scale_box(box: Box, src: tuple[int, int], dst: tuple[int, int]) -> Box:
+    """`box` in an image of size `src` (width, height) -> the same region in an image of size `dst`, clipped to
+    it and at least one pixel wide. Pure."""
+    (sw, sh), (dw, dh) = src, dst
+    if (sw, sh) == (dw, dh):
+        return box
+    fx, fy = dw / sw, dh / sh
+    x0 = min(max(round(box[0] * fx), 0), dw - 1)
+    y0 = min(max(round(box[1] * fy), 0), dh - 1)
+    x1 = min(max(round(box[2] * fx), x0 + 1), dw)
+    y1 = min(max(round(box[3] * fy), y0 + 1), dh)
+    return (x0, y0, x1, y1)
+
+
+def verdict_boxes(verdict: Verdict, pixels: np.ndarray) -> list[Box]:
+    """The boxes of `verdict` (in the file's pixels) on `pixels`, the possibly reduced image it was computed on."""
+    height, width = pixels.shape[:2]
+    src = (verdict.width, verdict.height) if verdict.width > 0 and verdict.height > 0 else (width, height)
+    return [scale_box(face.box, src, (width, height)) for face in verdict.faces]
 
 
 def crop(pixels: np.ndarray, box: Box) -> np.ndarray:
@@ -241,6 +265,21 @@ def _check_rgb(pixels: np.ndarray) -> np.ndarray:
     return pixels
 
 
+def _detect_bounded(detector: FaceDetector, image: np.ndarray) -> list[FaceCrop]:
+    """`detector.detect` on a copy of `image` no larger than `_DETECT_SIDE`, boxes mapped back to `image`."""
+    height, width = image.shape[:2]
+    scale = _DETECT_SIDE / max(height, width)
+    if scale >= 1.0:
+        return detector.detect(image)
+    small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       interpolation=cv2.INTER_AREA)
+    fx, fy = width / small.shape[1], height / small.shape[0]
+    faces = detector.detect(small)
+    boxes = [(f.box[0] * fx, f.box[1] * fy, f.box[2] * fx, f.box[3] * fy) for f in faces]
+    points = [tuple((x * fx, y * fy) for x, y in f.landmarks) for f in faces]
+    return _to_faces(image, boxes, [f.confidence for f in faces], points)
+
+
 def _detect_in_context(detector: FaceDetector, image: np.ndarray) -> list[FaceCrop]:
     """Detect on a small copy of `image` centred on a grey canvas, boxes mapped back to `image`.
 
@@ -288,7 +327,7 @@ def detect_faces(pixels: np.ndarray, settings: FaceSettings, *, detector: FaceDe
         kept.sort(key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
         return kept[: settings.max_faces]
 
-    found = select(detector.detect(image)) or select(_detect_in_context(detector, image))
+    found = select(_detect_bounded(detector, image)) or select(_detect_in_context(detector, image))
     if not found:
         logger.debug("no face found in a %dx%d image; using the whole image", width, height)
         return [FaceCrop(image.copy(), (0, 0, width, height), 0.0, face_found=False)]

@@ -1,8 +1,10 @@
 """Safe image decoding: the only place in the library that opens user image files.
 
-Every failure becomes a `MediaError` naming the file and saying what is wrong. Pixel-count and file-size
-limits are checked before anything large is allocated: the pixel count comes from the header, before
-`load()` decodes the data.
+Every failure becomes a `MediaError` naming the file and saying what is wrong. File size, pixel count, side
+length and aspect ratio are checked before anything large is allocated: the size comes from the header, before
+`load()` decodes the data. An accepted image larger than the working side is decoded reduced (JPEG DCT scaling
+through `draft`, then `reduce`/resize), so no face detector ever sees a side above it: native detectors abort
+the whole process on sides >= 32767, which no `except` can catch.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import os
 import stat
 import struct
@@ -17,6 +20,7 @@ import warnings
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -43,16 +47,52 @@ _TIMES = "\N{MULTIPLICATION SIGN}"
 # Defaults come from the one place they are set (dataclass defaults are class attributes).
 _DEFAULT_MAX_PIXELS: int = Settings.max_pixels
 _DEFAULT_MAX_FILE_BYTES: int = Settings.max_file_bytes
+_DEFAULT_MAX_SIDE: int = Settings.max_side
+_DEFAULT_MAX_ASPECT: float = Settings.max_aspect
+_DEFAULT_WORK_SIDE: int = Settings.work_side
 
 
-def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int = _DEFAULT_MAX_PIXELS) -> Image:
+def image_limits(settings: Settings) -> dict[str, Any]:
+    """The decoding limits of `settings`, as keyword arguments for `decode_image` / `read_image`."""
+    return {"max_pixels": settings.max_pixels, "max_side": settings.max_side, "max_aspect": settings.max_aspect,
+            "work_side": settings.work_side}
+
+
+def check_dimensions(width: int, height: int, *, max_pixels: int = _DEFAULT_MAX_PIXELS,
+                     max_side: int = _DEFAULT_MAX_SIDE, max_aspect: float = _DEFAULT_MAX_ASPECT,
+                     what: str = "image") -> str:
+    """Why an image (or video frame) of `width` x `height` cannot be analysed, or "" when it can. Pure."""
+    size = f"{what} is {width}{_TIMES}{height}"
+    if width <= 0 or height <= 0:
+        return f"{size} pixels: it has no pixels"
+    if width * height > max_pixels:
+        return f"{size} = {width * height} pixels, more than the limit of {max_pixels} (UDFD_MAX_PIXELS)"
+    if max(width, height) > max_side:
+        return f"{size} pixels: a side is longer than the limit of {max_side} (UDFD_MAX_SIDE)"
+    if max(width, height) / min(width, height) > max_aspect:
+        return (f"{size} pixels: one side is more than {max_aspect:g} times the other (UDFD_MAX_ASPECT); "
+                "crop it around the face")
+    return ""
+
+
+def decode_image(
+    data: bytes,
+    *,
+    name: str = "<bytes>",
+    max_pixels: int = _DEFAULT_MAX_PIXELS,
+    max_side: int = _DEFAULT_MAX_SIDE,
+    max_aspect: float = _DEFAULT_MAX_ASPECT,
+    work_side: int = _DEFAULT_WORK_SIDE,
+) -> Image:
     """Decode image bytes to an RGB uint8 (H, W, 3) `Image`, EXIF orientation applied.
 
-    Multi-frame files (GIF, TIFF, APNG) give their first frame; transparency is composited on white.
-    Raises `MediaError` for non-images, damaged files and images with more than `max_pixels` pixels.
+    Multi-frame files (GIF, TIFF, APNG) give their first frame; transparency is composited on white. Images
+    whose longer side exceeds `work_side` are decoded reduced to it (`Image.original_size` keeps the file's own
+    size). Raises `MediaError` for empty files, non-images, damaged files, and images that break a limit
+    (`check_dimensions`), before their pixels are decoded.
     """
     if not data:
-        raise MediaError(name, _UNSUPPORTED)
+        raise MediaError(name, "file is empty")
     with warnings.catch_warnings():
         # Pillow's own bomb warning fires at a fixed size; the header check below applies our limit.
         warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
@@ -69,28 +109,33 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int = _DEFAU
             raise MediaError(name, f"file is truncated or corrupt: {e}") from e
     with im:
         width, height = im.size
-        if width * height > max_pixels:
-            raise MediaError(
-                name,
-                f"image is {width}{_TIMES}{height} = {width * height} pixels, "
-                f"more than the limit of {max_pixels} (UDFD_MAX_PIXELS)",
-            )
+        problem = check_dimensions(width, height, max_pixels=max_pixels, max_side=max_side, max_aspect=max_aspect)
+        if problem:
+            raise MediaError(name, problem)
         fmt = im.format or "unknown"
+        scale = min(1.0, work_side / max(width, height))
         try:
             im.seek(0)
+            if scale < 1.0:
+                # JPEG only: the decoder scales by 1/2, 1/4 or 1/8 while decoding, never below the requested size.
+                im.draft(im.mode, (math.ceil(width * scale), math.ceil(height * scale)))
             im.load()
         except _CORRUPT_ERRORS as e:
             raise MediaError(name, f"file is truncated or corrupt: {e}") from e
         original_mode = im.mode
         frame = _apply_orientation(im, name)
-        pixels = _to_rgb(frame, name)
-    logger.debug("decoded %s: %s %s %dx%d", name, fmt, original_mode, pixels.shape[1], pixels.shape[0])
+        swap = frame.size != im.size  # transposed by EXIF: the file's width is the picture's height
+        pixels = _fit(_to_rgb(frame, name), work_side)
+    original = (height, width) if swap else (width, height)
+    logger.debug("decoded %s: %s %s %dx%d (file %dx%d)", name, fmt, original_mode, pixels.shape[1],
+                 pixels.shape[0], *original)
     return Image(
         pixels=pixels,
         source=name,
         sha256=hashlib.sha256(data).hexdigest(),
         format=fmt,
         original_mode=original_mode,
+        original_size=original,
     )
 
 
@@ -99,6 +144,9 @@ def read_image(
     *,
     max_pixels: int = _DEFAULT_MAX_PIXELS,
     max_file_bytes: int = _DEFAULT_MAX_FILE_BYTES,
+    max_side: int = _DEFAULT_MAX_SIDE,
+    max_aspect: float = _DEFAULT_MAX_ASPECT,
+    work_side: int = _DEFAULT_WORK_SIDE,
 ) -> Image:
     """Read and decode an image file; size and type are checked before any byte is read."""
     name = str(path)
@@ -121,7 +169,8 @@ def read_image(
         raise MediaError(name, f"cannot read file: {e.strerror or e}") from e
     if len(data) > max_file_bytes:
         raise MediaError(name, _too_big(len(data), max_file_bytes))
-    return decode_image(data, name=name, max_pixels=max_pixels)
+    return decode_image(data, name=name, max_pixels=max_pixels, max_side=max_side, max_aspect=max_aspect,
+                        work_side=work_side)
 
 
 def iter_image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -143,6 +192,17 @@ def iter_image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 def _too_big(size: int, limit: int) -> str:
     return f"file is {size} bytes, more than the limit of {limit} (UDFD_MAX_FILE_BYTES)"
+
+
+def _fit(pixels: np.ndarray, side: int) -> np.ndarray:
+    """`pixels` shrunk (aspect kept) so that its longer side is at most `side`; unchanged when it already is."""
+    height, width = pixels.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1.0:
+        return pixels
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = PILImage.fromarray(pixels).resize(size, PILImage.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.ascontiguousarray(np.asarray(small, dtype=np.uint8))
 
 
 def _apply_orientation(im: PILImage.Image, name: str) -> PILImage.Image:

@@ -15,10 +15,10 @@ from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import UdfdError
 from udfd.explain import explain_methods, explain_verdict
-from udfd.faces import FaceDetector, detect_faces, get_face_detector
+from udfd.faces import FaceDetector, detect_faces, get_face_detector, scale_box
 from udfd.lips import get_lip_cropper
 from udfd.loader import load_detector
-from udfd.media import decode_image, read_image
+from udfd.media import decode_image, image_limits, read_image
 from udfd.perturb import tta_views
 from udfd.types import Box, FaceCrop, FaceVerdict, Image, Overall, Score, Verdict, VideoSummary
 from udfd.video import Progress, SampledVideo, sample_video, track_faces
@@ -65,18 +65,23 @@ def analyze_image(
             per_detector[det.name] = det.predict(det.preprocess([f.pixels for f in faces]))
         timings[det.name] = (time.perf_counter() - t0) * 1000
 
+    h, w = image.pixels.shape[:2]
     face_verdicts = tuple(
         _face_verdict(face, [scores[i] for scores in per_detector.values()], band=settings.uncertain_band,
-                      disagreement=settings.disagreement, spread=spreads[i])
+                      disagreement=settings.disagreement, spread=spreads[i],
+                      box=scale_box(face.box, (w, h), image.size))  # boxes in the file's own pixels
         for i, face in enumerate(faces)
     )
     notes: list[str] = []
+    if (w, h) != image.size:
+        notes.append(f"analysed at {w}\N{MULTIPLICATION SIGN}{h}, reduced from the file's "
+                     f"{image.size[0]}\N{MULTIPLICATION SIGN}{image.size[1]} (UDFD_WORK_SIDE); boxes are in the "
+                     "file's pixels")
     if not faces[0].face_found:
         notes.append("no face found: the whole image was scored as one face")
     elif len(faces) > 1:
         notes.append(f"{len(faces)} faces found: the overall verdict is the most-fake face")
     timings["total"] = sum(timings.values())
-    h, w = image.pixels.shape[:2]
     return Verdict(
         file=image.source,
         kind="image",
@@ -84,8 +89,8 @@ def analyze_image(
         overall=_overall(face_verdicts, dets[0].threshold),
         model_versions={d.name: d.version for d in dets},
         timings_ms=timings,
-        width=w,
-        height=h,
+        width=image.size[0],
+        height=image.size[1],
         notes=tuple(notes),
     )
 
@@ -121,8 +126,8 @@ def _decode(source: str | os.PathLike | bytes | Image, *, settings: Settings, na
     if isinstance(source, Image):
         return source
     if isinstance(source, bytes):
-        return decode_image(source, name=name or "<upload>", max_pixels=settings.max_pixels)
-    return read_image(source, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
+        return decode_image(source, name=name or "<upload>", **image_limits(settings))
+    return read_image(source, max_file_bytes=settings.max_file_bytes, **image_limits(settings))
 
 
 def _score_with_tta(det: Detector, crops: list[np.ndarray]) -> tuple[list[Score], list[float]]:
@@ -160,11 +165,11 @@ def uncertainty(scores: Sequence[Score], *, band: float, disagreement: float | N
 
 
 def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float, disagreement: float | None = None,
-                  spread: float = 0.0) -> FaceVerdict:
+                  spread: float = 0.0, box: Box | None = None) -> FaceVerdict:
     primary = scores[0]
     reason = uncertainty(scores, band=band, disagreement=disagreement, spread=spread)
     return FaceVerdict(
-        box=face.box,
+        box=face.box if box is None else box,
         face_found=face.face_found,
         confidence=round(face.confidence, 4),
         scores={s.detector: round(s.fake_prob, 6) for s in scores},

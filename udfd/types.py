@@ -17,13 +17,23 @@ Box = tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class Image:
-    """A decoded image: RGB uint8 array (H, W, 3), with what decoding learned about the file."""
+    """A decoded image: RGB uint8 array (H, W, 3), with what decoding learned about the file.
+
+    `pixels` may be a reduced copy of a large file (see `udfd.media`); `original_size` is the file's own
+    (width, height) after EXIF orientation, None when it equals the pixels' size.
+    """
 
     pixels: np.ndarray
     source: str
     sha256: str
     format: str
     original_mode: str
+    original_size: tuple[int, int] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the file: the size `Verdict` boxes refer to."""
+        return self.original_size or (int(self.pixels.shape[1]), int(self.pixels.shape[0]))
 
 
 @dataclass(frozen=True)

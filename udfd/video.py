@@ -27,6 +27,7 @@ import numpy as np
 
 from udfd.config import VideoSettings
 from udfd.errors import MediaError, UdfdError
+from udfd.media import check_dimensions
 from udfd.types import Box
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,8 @@ def sample_video(
     try:
         if not cap.isOpened():
             raise MediaError(name, "not a readable video (unsupported container or codec, or a damaged file)")
+        _check_frame_size(name, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+                          int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))  # the container's claim, before decoding
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         fps = fps if np.isfinite(fps) and 0 < fps < 1000 else 0.0
         declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -211,6 +214,7 @@ def sample_video(
             decode_s += t1 - t0
             if i == 0:
                 height, width = bgr.shape[:2]
+                _check_frame_size(name, width, height)  # what was decoded, in case the container lied
                 first = analysis_frame(bgr, settings.max_side)
                 roi = roi_finder(first) if (roi_finder and flow_on) else None
                 box = roi or (0, 0, first.shape[1], first.shape[0])
@@ -265,6 +269,15 @@ def sample_video(
         frames=tuple(kept[i] for i in indices), magnitudes=np.asarray(mags, np.float32), selection=selection,
         truncated=truncated, flow_roi=roi, timings_ms={"decode": decode_s * 1000, "motion": motion_s * 1000},
     )
+
+
+def _check_frame_size(name: str, width: int, height: int) -> None:
+    """Frames too large or too elongated to analyse are refused (same side and aspect limits as images)."""
+    if width <= 0 or height <= 0:  # not declared by the container: checked again on the first decoded frame
+        return
+    problem = check_dimensions(width, height, what="video frame")
+    if problem:
+        raise MediaError(name, problem)
 
 
 def _check_file(path: Path, settings: VideoSettings) -> None:

@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
-    from udfd.media import iter_image_files, read_image
+    from udfd.media import image_limits, iter_image_files, read_image
     from udfd.pipeline import analyze_image, analyze_video, load_detectors
     from udfd.video import is_video, iter_video_files
 
@@ -127,7 +127,7 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
             if is_video(path):
                 verdict = analyze_video(path, settings=settings, detectors=video_detectors)
             else:
-                image = read_image(path, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
+                image = read_image(path, max_file_bytes=settings.max_file_bytes, **image_limits(settings))
                 verdict = analyze_image(image, settings=settings, detectors=detectors)
                 saved = _save_explanations(args, image, verdict, detectors) if args.explain else None
         except UdfdError as e:

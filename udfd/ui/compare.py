@@ -21,7 +21,7 @@ from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import MediaError, UdfdError
 from udfd.explain import METHOD_LABELS, explain_methods, explain_note, explain_verdict, overlay
-from udfd.media import decode_image, read_image
+from udfd.media import decode_image, image_limits, read_image
 from udfd.pipeline import compare_image
 from udfd.types import Heatmap, Image, Verdict
 
@@ -78,9 +78,9 @@ def decode_upload(path: str | None, data: bytes | None, settings: Settings, name
     """The uploaded image, decoded by udfd.media; a bad file becomes a `gr.Error` naming it (not the server path)."""
     try:
         if data is not None:
-            image = decode_image(data, name=name, max_pixels=settings.max_pixels)
+            image = decode_image(data, name=name, **image_limits(settings))
         else:
-            image = read_image(path, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
+            image = read_image(path, max_file_bytes=settings.max_file_bytes, **image_limits(settings))
     except MediaError as e:
         raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
     return dataclasses.replace(image, source=name)

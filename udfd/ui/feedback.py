@@ -9,8 +9,8 @@ Blocks context; the same work is callable as `api_name="flag"`:
 
 from __future__ import annotations
 
-import base64
 import dataclasses
+import html
 import logging
 import threading
 from collections.abc import Sequence
@@ -23,12 +23,14 @@ import numpy as np
 from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import MediaError, UdfdError
+from udfd.faces import verdict_boxes
 from udfd.feedback.protector import Protector, load_protector
 from udfd.feedback.store import FeedbackStore, StoreStatus, new_record, open_store
 from udfd.loader import current_detector
-from udfd.media import decode_image, read_image
+from udfd.media import decode_image, image_limits, read_image
 from udfd.pipeline import analyze_image
 from udfd.types import FeedbackRecord, Label
+from udfd.ui.uploads import decode_data_url, read_upload
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +81,13 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
             verdict = analyze_image(image, settings=self.settings, detectors=[det])
         except UdfdError as e:
             raise gr.Error(str(e), print_exception=False) from e
-        face = max(verdict.faces, key=lambda f: f.fake_prob)
+        k = max(range(len(verdict.faces)), key=lambda i: verdict.faces[i].fake_prob)
+        face = verdict.faces[k]
         predicted: Label = verdict.overall.label
         user_label = CHOICES[flag_option] or predicted
         record = new_record(media_sha256=image.sha256, model=name, revision=det.version, scores=face.scores,
                             predicted_label=predicted, user_label=user_label, consent=bool(consent))
-        record = self._screen(record, det, image.pixels, face.box)
+        record = self._screen(record, det, image.pixels, verdict_boxes(verdict, image.pixels)[k])
         return self.store_flag(record, image=image.pixels if consent else None)
 
     def flag_face(self, record: FeedbackRecord, det: Detector, face: np.ndarray, *, consent: bool) -> FeedbackRecord:
@@ -131,21 +134,18 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
 
 
 def _decode_payload(payload: Any, settings: Settings):
-    """The uploaded image from a Gradio FileData payload (path or inline data URL) or a plain path."""
+    """The image to flag: raw bytes, a path, or a FileData payload (path or inline data URL). Paths are not
+    checked here: the HTTP handler (`feedback_row`) lets only this server's uploads through (udfd/ui/uploads.py)."""
     if isinstance(payload, dict):
-        path, url = payload.get("path"), payload.get("url") or ""
-        if not path and url.startswith("data:") and "," in url:
-            try:
-                data = base64.b64decode(url.split(",", 1)[1], validate=True)
-            except ValueError as e:
-                raise gr.Error("the image data sent is not valid base64", print_exception=False) from e
-            return _guard(lambda: decode_image(data, name="webcam image", max_pixels=settings.max_pixels))
-        payload = path
+        url = payload.get("url") or ""
+        inline = not payload.get("path") and isinstance(url, str) and url.startswith("data:")
+        payload = decode_data_url(url, max_bytes=settings.max_file_bytes) if inline else payload.get("path")
+    if isinstance(payload, bytes):
+        return _guard(lambda: decode_image(payload, name="webcam image", **image_limits(settings)))
     if not payload:
         raise gr.Error("Upload and analyse an image first", print_exception=False)
     name = Path(str(payload)).name
-    image = _guard(lambda: read_image(str(payload), max_pixels=settings.max_pixels,
-                                      max_file_bytes=settings.max_file_bytes))
+    image = _guard(lambda: read_image(str(payload), max_file_bytes=settings.max_file_bytes, **image_limits(settings)))
     return dataclasses.replace(image, source=name)
 
 
@@ -153,7 +153,7 @@ def _guard(fn: Any) -> Any:
     try:
         return fn()
     except MediaError as e:
-        raise gr.Error(f"{Path(e.file).name}: {e.reason}", print_exception=False) from e
+        raise gr.Error(f"{html.escape(Path(e.file).name)}: {html.escape(e.reason)}", print_exception=False) from e
 
 
 def make_callback(settings: Settings, detectors: dict[str, Detector], *,
@@ -182,7 +182,8 @@ def feedback_row(image: gr.components.Component, detector: gr.components.Compone
     callback.setup([image, detector, consent], str(settings.feedback.dir))
 
     def on_flag(payload: Any, name: str | None, choice: str, agreed: bool) -> dict[str, Any]:
-        rec = callback.flag_record([payload, name, agreed], choice)
+        path, data = read_upload(payload, max_bytes=settings.max_file_bytes)  # only this server's uploads
+        rec = callback.flag_record([data if data is not None else path, name, agreed], choice)
         return {"id": rec.id, "user_label": rec.user_label, "predicted_label": rec.predicted_label,
                 "protector_decision": rec.protector_decision, "protector_score": rec.protector_score,
                 "reason": rec.reason, "image_stored": rec.image_file is not None}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
 import logging
@@ -18,14 +17,15 @@ from PIL import ImageDraw, ImageFont
 from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import MediaError, UdfdError
-from udfd.faces import detect_faces
+from udfd.faces import detect_faces, verdict_boxes
 from udfd.heatmaps import colorize, fft_error_spectrum
 from udfd.loader import current_detector, warm_up
-from udfd.media import decode_image, read_image
+from udfd.media import decode_image, image_limits, read_image
 from udfd.pipeline import analyze_image, load_detectors
 from udfd.types import Verdict
 from udfd.ui.compare import explanation_views, method_dropdown, method_update
 from udfd.ui.feedback import feedback_row
+from udfd.ui.uploads import read_upload
 
 log = logging.getLogger("udfd.app")
 
@@ -76,9 +76,9 @@ def analyze(
     name = Path(image_path).name if image_path else "webcam image"
     try:
         if data is not None:
-            image = decode_image(data, name=name, max_pixels=settings.max_pixels)
+            image = decode_image(data, name=name, **image_limits(settings))
         else:
-            image = read_image(image_path, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
+            image = read_image(image_path, max_file_bytes=settings.max_file_bytes, **image_limits(settings))
         # Report the file by its own name, not by the server's temporary path.
         verdict = analyze_image(dataclasses.replace(image, source=name), settings=settings, detectors=detectors)
         explained = (detectors or load_detectors(settings))[0] if explain else None
@@ -104,8 +104,9 @@ def reconstruction_views(detector: Detector | None, pixels: np.ndarray, verdict:
         return []
     import cv2
 
-    face = max(verdict.faces, key=lambda f: f.fake_prob)
-    x0, y0, x1, y1 = face.box
+    boxes = verdict_boxes(verdict, pixels)
+    k = max(range(len(verdict.faces)), key=lambda i: verdict.faces[i].fake_prob)
+    x0, y0, x1, y1 = boxes[k]
     batch = detector.preprocess([np.ascontiguousarray(pixels[y0:y1, x0:x1])])
     error = detector.error_map(batch, relative=True)[0]
 
@@ -123,9 +124,9 @@ def draw_verdict(pixels: np.ndarray, verdict: Verdict) -> np.ndarray:
     short = min(canvas.size)
     width = max(2, round(short / 200))
     font = ImageFont.load_default(size=max(12, round(short / 28)))
-    for i, face in enumerate(verdict.faces, start=1):
+    for i, (face, box) in enumerate(zip(verdict.faces, verdict_boxes(verdict, pixels), strict=True), start=1):
         colour = COLOURS["uncertain" if face.uncertain else face.label]
-        x0, y0, x1, y1 = face.box
+        x0, y0, x1, y1 = box
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=width)
         who = f"face {i}" if face.face_found else "whole image"
         text = f"{who}: {face.label} {face.fake_prob:.2f}" + (" (uncertain)" if face.uncertain else "")
@@ -174,7 +175,7 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
             reason = unavailable.get(name, "it scores videos only (use the Video tab)" if name in video_only
                                      else f"unknown detector; choose one of {sorted(available)}")
             raise gr.Error(f"Detector {name} is unavailable: {reason}", print_exception=False)
-        path, data = payload_file(payload)
+        path, data = payload_file(payload, max_bytes=settings.max_file_bytes)
         return analyze(path, settings, [current_detector(name, available[name], settings=settings)], data=data,
                        explain=(method or "auto") if explain else None)
 
@@ -213,16 +214,7 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
     return flagging
 
 
-def payload_file(payload: dict[str, Any] | None) -> tuple[str | None, bytes | None]:
-    """The uploaded file's path, or the bytes of an inline `data:` URL (webcam snapshots may come that way)."""
-    if not payload:
-        return None, None
-    if payload.get("path"):
-        return payload["path"], None
-    url = payload.get("url") or ""
-    if url.startswith("data:") and "," in url:
-        try:
-            return None, base64.b64decode(url.split(",", 1)[1], validate=True)
-        except ValueError as e:
-            raise gr.Error("the image data sent is not valid base64", print_exception=False) from e
-    return None, None
+def payload_file(payload: Any, *, max_bytes: int = Settings.max_file_bytes) -> tuple[str | None, bytes | None]:
+    """The uploaded file's path (only this server's uploads), or the bytes of an inline `data:` URL (webcam
+    snapshots may come that way), refused before decoding when larger than `max_bytes`. See udfd/ui/uploads.py."""
+    return read_upload(payload, max_bytes=max_bytes)

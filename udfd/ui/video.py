@@ -23,6 +23,7 @@ from udfd.errors import MediaError, UdfdError
 from udfd.feedback.store import new_record
 from udfd.pipeline import VideoAnalysis, run_video
 from udfd.ui.feedback import CHOICES, StoreFlaggingCallback
+from udfd.ui.uploads import read_upload
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +146,9 @@ def notes_markdown(analysis: VideoAnalysis) -> str:
     return f"**Video:** {facts}.{' **Notes:** ' + notes + '.' if notes else ''} **Time:** {timing}."
 
 
-def video_payload_path(payload: Any) -> str | None:
-    if payload is None:
-        return None
-    if isinstance(payload, str):
-        return payload
-    if isinstance(payload, dict):
-        inner = payload.get("video") if isinstance(payload.get("video"), dict) else payload
-        return inner.get("path")
-    return None
+def video_payload_path(payload: Any, *, max_bytes: int) -> str | None:
+    """The uploaded video's path: only this server's uploads (udfd/ui/uploads.py); no inline data for videos."""
+    return read_upload(payload, max_bytes=max_bytes, inline=False)[0]
 
 
 def build_video_tab(settings: Settings, available: dict[str, Detector], unavailable: dict[str, str], *,
@@ -167,7 +162,7 @@ def build_video_tab(settings: Settings, available: dict[str, Detector], unavaila
 
     def on_analyze(payload: Any, primary: str | None, others: list[str] | None,
                    progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (Gradio's idiom)
-        path = video_payload_path(payload)
+        path = video_payload_path(payload, max_bytes=settings.video.max_file_bytes)
         if not path:
             raise gr.Error("Upload a video first", print_exception=False)
         primary = primary or default_primary

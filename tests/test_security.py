@@ -1,0 +1,397 @@
+"""Issue 14: the attacks that crashed, read or flooded the server, each asserting the refusal and that the server
+still serves afterwards. The app is driven over raw HTTP as an attacker would (`/gradio_api/upload`, then
+`/gradio_api/call/<api_name>` and its event stream); crash-prone inputs run in a child process, so that an abort
+(exit 134) fails the test instead of killing pytest.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+import app
+from tests.conftest import serve
+from udfd.config import FeedbackSettings
+from udfd.feedback.store import read_records
+from udfd.ui.uploads import NOT_AN_UPLOAD
+
+SMALL_LIMIT = 300_000  # bytes: the served app's image limit here, so that "too large" payloads stay small
+
+
+def _png(width: int, height: int, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    PILImage.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _flat_png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    PILImage.fromarray(np.full((height, width, 3), 128, np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _child_env(tiny_vit_dir: Path) -> dict[str, str]:
+    return {**os.environ, "UDFD_MODEL_VIT": f"local-dir:{tiny_vit_dir}", "HF_HUB_OFFLINE": "1",
+            "UDFD_DETECTORS": "vit"}
+
+
+# -- 1. one image must not abort the process ---------------------------------------------------------------
+def test_predict_on_a_folder_with_a_60x32767_png_refuses_it_and_scores_the_rest(tmp_path: Path,
+                                                                                 tiny_vit_dir: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "tall.png").write_bytes(_flat_png(60, 32767))  # a valid ~30 KB PNG; aborted MediaPipe before
+    (folder / "good.png").write_bytes(_png(96, 72))
+    out = subprocess.run([sys.executable, "-m", "udfd", "predict", str(folder), "--json"], capture_output=True,
+                         text=True, timeout=300, env=_child_env(tiny_vit_dir))
+    assert out.returncode == 1, (out.returncode, out.stderr[-2000:])  # 1: one file failed (134 was the abort)
+    lines = {Path(r["file"]).name: r for r in map(json.loads, out.stdout.splitlines())}
+    assert set(lines) == {"tall.png", "good.png"}
+    assert "a side is longer than the limit of 16384 (UDFD_MAX_SIDE)" in lines["tall.png"]["error"]
+    assert lines["good.png"]["overall"]["label"] in ("real", "fake")
+
+
+def test_an_accepted_long_image_is_reduced_before_face_detection(tmp_path: Path, tiny_vit_dir: Path) -> None:
+    path = tmp_path / "panorama.png"
+    path.write_bytes(_flat_png(16000, 1000))
+    out = subprocess.run([sys.executable, "-m", "udfd", "predict", str(path), "--json"], capture_output=True,
+                         text=True, timeout=300, env=_child_env(tiny_vit_dir))
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    verdict = json.loads(out.stdout)
+    assert (verdict["width"], verdict["height"]) == (16000, 1000)  # the file's own size ...
+    assert verdict["faces"][0]["box"] == [0, 0, 16000, 1000]  # ... and boxes in its pixels
+    assert any("reduced from the file's 16000" in n for n in verdict["notes"])
+
+
+def test_python_api_with_a_32767_pixel_array_does_not_abort(tiny_vit_dir: Path) -> None:
+    """An `Image` built by a caller skips decoding: face detection itself works on a bounded copy."""
+    code = (
+        "import numpy as np\n"
+        "from udfd.config import Settings\n"
+        "from udfd.pipeline import analyze_image\n"
+        "from udfd.types import Image\n"
+        "px = np.full((32767, 60, 3), 128, np.uint8)\n"
+        "v = analyze_image(Image(px, 'tall', '0', 'PNG', 'RGB'), settings=Settings.from_env())\n"
+        "print(v.faces[0].box, v.width, v.height)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=_child_env(tiny_vit_dir))
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert out.stdout.split() == ["(0,", "0,", "60,", "32767)", "60", "32767"]
+
+
+# -- 2. the one rule for paths, directly ---------------------------------------------------------------------
+def test_read_upload_lets_only_regular_files_inside_the_upload_folder_through(tmp_path: Path, monkeypatch) -> None:
+    import gradio as gr
+
+    from udfd.ui.uploads import read_upload
+
+    root = tmp_path / "uploads"
+    (root / "abc").mkdir(parents=True)
+    good = root / "abc" / "face.png"
+    good.write_bytes(_png(8, 8))
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(_png(8, 8))
+    (root / "abc" / "link.png").symlink_to(outside)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(root))
+    assert read_upload({"path": str(good)}, max_bytes=10**6) == (str(good), None)
+    assert read_upload(str(good), max_bytes=10**6) == (str(good), None)
+    assert read_upload({"video": {"path": str(good)}}, max_bytes=10**6, inline=False) == (str(good), None)
+    assert read_upload(None, max_bytes=1) == (None, None)
+    bad = [str(outside), str(root), str(root / "abc"), str(root / "abc" / "link.png"), str(root / "nope.png"),
+           str(root / "abc" / ".." / ".." / "secret.png"), str(root) + "-sibling/x.png", "face.png", "/etc/passwd",
+           "a\x00b"]
+    for path in bad:
+        with pytest.raises(gr.Error, match=NOT_AN_UPLOAD):
+            read_upload({"path": path}, max_bytes=10**6)
+        with pytest.raises(gr.Error, match=NOT_AN_UPLOAD):
+            read_upload(path, max_bytes=10**6)
+    with pytest.raises(gr.Error, match="inline data is not accepted"):
+        read_upload({"url": "data:video/mp4;base64,AAAA"}, max_bytes=10**6, inline=False)
+
+
+def test_inline_limit_is_checked_on_the_text_before_decoding(monkeypatch) -> None:
+    import gradio as gr
+
+    from udfd.ui import uploads
+
+    data = os.urandom(3000)
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    assert uploads.decode_data_url(url, max_bytes=3000) == data
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although too long")
+
+    monkeypatch.setattr(uploads.base64, "b64decode", no_decoding)
+    with pytest.raises(gr.Error, match="larger than the limit"):
+        uploads.decode_data_url(url, max_bytes=2999)
+
+
+# -- the served app, attacked over raw HTTP ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_vit_dir: Path):
+    from udfd.config import Settings
+
+    tmp = tmp_path_factory.mktemp("security")
+    settings = Settings(detectors=("vit",), video_detectors=("vit",), models={"vit": f"local-dir:{tiny_vit_dir}"},
+                        max_file_bytes=SMALL_LIMIT,
+                        feedback=FeedbackSettings(dir=tmp / "fb", protector=f"local-dir:{tmp / 'no-protector'}"))
+    with serve(app.build_app(settings), max_file_size=app.upload_limit(settings)) as url:
+        yield url, settings
+
+
+def _upload(url: str, name: str, data: bytes) -> str:
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(f"{url}gradio_api/upload", data=body,
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.load(r)[0]
+
+
+def _file(path: str | None = None, url: str | None = None, *, meta: bool = True) -> dict:
+    """A FileData as JSON. Without `meta` Gradio does not recognise it as a file and skips its own path check:
+    the raw dict reaches the handlers (registered with preprocess=False), which must then refuse it."""
+    return {"path": path, "url": url} | ({"meta": {"_type": "gradio.FileData"}} if meta else {})
+
+
+def _call(url: str, api: str, data: list) -> tuple[str, object]:
+    """POST the call, read its event stream: ("complete", outputs) or ("error", message)."""
+    req = urllib.request.Request(f"{url}gradio_api/call/{api}", data=json.dumps({"data": data}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        event_id = json.load(r)["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event_id}", timeout=180) as r:
+        stream = r.read().decode()
+    event, payload = [line for line in stream.splitlines() if line.startswith(("event:", "data:"))][-2:]
+    kind = event.removeprefix("event:").strip()
+    value = json.loads(payload.removeprefix("data:"))
+    return kind, value
+
+
+def _still_serves(url: str) -> None:
+    kind, out = _call(url, "analyze_image", [_file(_upload(url, "ok.png", _png(96, 72))), "vit", False, "auto"])
+    assert kind == "complete", out
+    assert out[3]["file"] == "ok.png"
+
+
+def _error_text(value: object) -> str:
+    return json.dumps(value)
+
+
+def _requests_for(path: str, *, meta: bool = True) -> dict[str, list]:
+    file = _file(path, meta=meta)
+    return {
+        "analyze_image": [file, "vit", False, "auto"],
+        "compare": [file, False],
+        "flag": [file, "vit", "Wrong — it is real", True],
+        "analyze_video": [{"video": file, "subtitles": None}, "vit", []],
+    }
+
+
+@pytest.mark.parametrize("api", ["analyze_image", "compare", "flag", "analyze_video"])
+def test_server_files_cannot_be_read_and_their_existence_is_not_revealed(served, tmp_path: Path, api: str) -> None:
+    url, settings = served
+    secret = tmp_path / "secret.png"  # a real image on the server, outside Gradio's upload folder
+    secret.write_bytes(_png(64, 64))
+    answers = []
+    for path in (str(secret), str(tmp_path), str(tmp_path / "missing.png"), "/etc/passwd", "../../etc/hosts"):
+        kind, value = _call(url, api, _requests_for(path)[api])  # with meta: Gradio's own check refuses it
+        assert kind == "error", (path, value)
+        kind, value = _call(url, api, _requests_for(path, meta=False)[api])  # without: ours must
+        assert kind == "error", (path, value)
+        answers.append(_error_text(value))
+    if api != "analyze_video":  # gr.Video validates its FileData even with preprocess=False: Gradio refuses first
+        assert all(NOT_AN_UPLOAD in a for a in answers), answers
+    assert len(set(answers)) == 1  # one message whatever the path: nothing about existence or type
+    assert not any(w in answers[0] for w in ("not found", "folder", str(tmp_path)))
+    assert not list((settings.feedback.dir).rglob("*.png"))  # nothing copied into the feedback store
+    _still_serves(url)
+
+
+def test_a_symlink_in_the_upload_folder_to_a_server_file_is_refused(served, tmp_path: Path) -> None:
+    url, _ = served
+    uploaded = Path(_upload(url, "link.png", _png(32, 32)))
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(_png(64, 64))
+    link = uploaded.parent / f"evil-{uuid.uuid4().hex}.png"
+    link.symlink_to(secret)
+    try:
+        kind, value = _call(url, "analyze_image", [_file(str(link), meta=False), "vit", False, "auto"])
+    finally:
+        link.unlink()
+    assert kind == "error" and NOT_AN_UPLOAD in _error_text(value)
+
+
+@pytest.mark.parametrize("api", ["analyze_image", "compare", "flag"])
+def test_inline_data_over_the_upload_limit_is_refused_before_decoding(served, api: str) -> None:
+    url, settings = served
+    big = base64.b64encode(os.urandom(SMALL_LIMIT + 3000)).decode()
+    data = _requests_for("")[api]
+    data[0] = _file(url=f"data:image/png;base64,{big}")
+    kind, value = _call(url, api, data)
+    assert kind == "error" and "larger than the limit" in _error_text(value), value
+    _still_serves(url)
+
+
+def test_inline_data_under_the_limit_is_still_analysed(served) -> None:
+    url, _ = served
+    small = base64.b64encode(_png(96, 72)).decode()
+    kind, out = _call(url, "analyze_image", [_file(url=f"data:image/png;base64,{small}"), "vit", False, "auto"])
+    assert kind == "complete", out
+
+
+def test_a_60x32767_upload_is_refused_and_the_server_keeps_serving(served) -> None:
+    url, _ = served
+    kind, value = _call(url, "analyze_image", [_file(_upload(url, "tall.png", _flat_png(60, 32767))), "vit", False,
+                                               "auto"])
+    assert kind == "error" and "UDFD_MAX_SIDE" in _error_text(value), value
+    _still_serves(url)
+
+
+def test_file_names_in_errors_are_escaped(served) -> None:
+    url, _ = served
+    name = "<img src=x onerror=alert(1)>.png"
+    path = _upload(url, name, b"not an image at all")
+    for api in ("analyze_image", "flag", "compare"):
+        kind, value = _call(url, api, _requests_for(path)[api])
+        assert kind == "error"
+        assert "<img" not in _error_text(value), (api, value)
+
+
+def test_a_malformed_payload_is_refused_and_the_server_keeps_serving(served) -> None:
+    url, _ = served
+    for payload in (12345, ["a", "list"], "/etc/passwd", {"path": 7}):
+        kind, _value = _call(url, "analyze_image", [payload, "vit", False, "auto"])
+        assert kind == "error", payload
+    kind, value = _call(url, "analyze_image", [_file(url="https://example.com/x.png"), "vit", False, "auto"])
+    assert kind == "error" and "not fetched from URLs" in _error_text(value), value
+    _still_serves(url)
+
+
+def test_uploaded_images_still_flag(served) -> None:
+    url, settings = served
+    kind, out = _call(url, "flag", [_file(_upload(url, "ok.png", _png(96, 72))), "vit", "Correct", False])
+    assert kind == "complete", out
+    assert out[0]["id"] in {r.id for r in read_records(settings.feedback.dir).records}
+
+
+def test_the_upload_limit_admits_videos_up_to_their_own_limit(served) -> None:
+    """Item 5: the server's upload limit was the image limit, so videos over 50 MB could not be uploaded."""
+    _, settings = served
+    assert app.upload_limit(settings) == settings.video.max_file_bytes > settings.max_file_bytes
+    assert app.upload_limit(dataclasses.replace(settings, max_file_bytes=10**10)) == 10**10
+
+
+# -- fuzzing the image decoder ----------------------------------------------------------------------------
+FUZZ_SECONDS = 20.0
+
+
+def _seeds() -> list[bytes]:
+    """Small real encodings of a face-like gradient in every supported format (and a few modes)."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:48, 0:64]
+    rgb = np.stack([x * 4, y * 5, (x + y) * 2], axis=2).astype(np.uint8) + rng.integers(0, 8, (48, 64, 3), np.uint8)
+    out = []
+    for fmt, mode in [("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "P"), ("PNG", "I;16"), ("JPEG", "RGB"),
+                      ("JPEG", "L"), ("GIF", "P"), ("BMP", "RGB"), ("TIFF", "RGB"), ("WEBP", "RGB")]:
+        im = PILImage.fromarray(rgb)
+        im = im.convert("L").convert("I;16") if mode == "I;16" else im.convert(mode)
+        buf = io.BytesIO()
+        im.save(buf, fmt)
+        out.append(buf.getvalue())
+    return out
+
+
+def _set_png_size(data: bytearray, width: int, height: int) -> bytearray:
+    """Rewrite a PNG's IHDR size and fix its CRC, so that Pillow reads the claim instead of rejecting the chunk."""
+    import zlib
+
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    return data
+
+
+def _mutate(rng: np.random.Generator, seed: bytes) -> bytes:
+    data = bytearray(seed)
+    how = int(rng.integers(0, 7))
+    if how == 0:  # flip random bytes
+        for i in rng.integers(0, len(data), int(rng.integers(1, 12))):
+            data[i] = int(rng.integers(0, 256))
+    elif how == 1:  # truncate
+        data = data[: int(rng.integers(0, len(data)))]
+    elif how == 2:  # random header claims (PNG: any size up to 2^31; JPEG SOF: up to 65535)
+        side = lambda: int(rng.choice([0, 1, 2, 60, 4097, 16385, 32767, 32768, 65535, 2**31 - 1]))  # noqa: E731
+        if data.startswith(b"\x89PNG"):
+            data = _set_png_size(data, side(), side())
+        elif b"\xff\xc0" in data:
+            sof = data.index(b"\xff\xc0")
+            data[sof + 5:sof + 9] = min(side(), 65535).to_bytes(2, "big") + min(side(), 65535).to_bytes(2, "big")
+    elif how == 3:  # insert random bytes
+        at = int(rng.integers(0, len(data) + 1))
+        data[at:at] = rng.integers(0, 256, int(rng.integers(1, 64)), np.uint8).tobytes()
+    elif how == 4:  # duplicate a slice (repeated chunks / markers)
+        a = int(rng.integers(0, len(data)))
+        b = min(len(data), a + int(rng.integers(1, 200)))
+        data[b:b] = data[a:b] * int(rng.integers(1, 4))
+    elif how == 5:  # a known magic number followed by noise
+        magic = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"II*\x00", b"RIFF\x00\x00\x00\x00WEBP"]
+        data = bytearray(magic[int(rng.integers(0, len(magic)))]) + rng.integers(
+            0, 256, int(rng.integers(0, 300)), np.uint8).tobytes()
+    else:  # pure noise
+        data = bytearray(rng.integers(0, 256, int(rng.integers(0, 400)), np.uint8).tobytes())
+    return bytes(data)
+
+
+def fuzz_decoder(seed: int, seconds: float) -> dict[str, int]:
+    """Mutated files through `decode_image` and, when they decode, face detection (the native code that used to
+    abort). Every outcome must be an `Image` or a `UdfdError`; anything else propagates. Returns counts."""
+    import time
+
+    from udfd.config import FaceSettings
+    from udfd.errors import UdfdError
+    from udfd.faces import detect_faces
+    from udfd.media import decode_image
+
+    rng = np.random.default_rng(seed)
+    seeds = _seeds()
+    counts = {"decoded": 0, "refused": 0}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        data = _mutate(rng, seeds[int(rng.integers(0, len(seeds)))])
+        try:
+            image = decode_image(data, name="fuzz")
+        except UdfdError:
+            counts["refused"] += 1
+            continue
+        counts["decoded"] += 1
+        assert image.pixels.dtype == np.uint8 and image.pixels.ndim == 3 and image.pixels.shape[2] == 3
+        assert max(image.pixels.shape[:2]) <= 4096
+        detect_faces(image.pixels, FaceSettings())
+    return counts
+
+
+def test_fuzzed_images_give_a_clear_error_or_an_image_never_a_crash() -> None:
+    """In a child process: an abort inside native code must fail this test, not end the test run."""
+    code = ("import json\nfrom tests.test_security import fuzz_decoder\n"
+            f"print(json.dumps(fuzz_decoder(14, {FUZZ_SECONDS})))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=FUZZ_SECONDS + 120,
+                         cwd=Path(__file__).resolve().parents[1], env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
+    counts = json.loads(out.stdout.splitlines()[-1])
+    assert counts["decoded"] > 20 and counts["refused"] > 20, counts  # both paths were exercised
