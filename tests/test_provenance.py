@@ -143,7 +143,7 @@ def test_decoder_matches_the_reference_bit_for_bit(face_512):
     for img in (marked, face_512):
         bgr = np.ascontiguousarray(img[:, :, ::-1])
         ref = np.array(imwatermark.WatermarkDecoder("bits", 136).decode(bgr, "dwtDct"), dtype=bool)
-        assert np.array_equal(decode_bits(block_bits(bgr), 136), ref)
+        assert np.array_equal(decode_bits(block_bits(np.ascontiguousarray(img)), 136), ref)
 
 
 def test_sd_watermark_is_strong_evidence_and_decides_the_verdict(face_512):
@@ -401,3 +401,54 @@ def test_haar_band_equals_pywavelets_bit_for_bit():
 
     x = np.random.default_rng(3).integers(0, 256, (64, 96)).astype(np.float64)
     assert np.array_equal(haar_approximation(x), pywt.dwt2(x, "haar")[0])
+
+
+def test_a_stalled_reader_is_abandoned_and_the_verdict_still_arrives(monkeypatch, face_512):
+    import udfd.provenance as prov
+
+    def stall(data):
+        time.sleep(3)
+        return Metadata("absent")
+
+    monkeypatch.setattr(prov, "TIME_LIMIT_S", 0.2)
+    monkeypatch.setattr(prov, "read_metadata", stall)
+    t0 = time.perf_counter()
+    v = _verdict(_encode(face_512))
+    assert time.perf_counter() - t0 < 2.5
+    assert v.provenance.metadata.status == "error" and "did not finish" in v.provenance.metadata.reason
+    assert v.overall.basis == "detectors"
+
+
+def test_c2pa_in_a_video(chain, tmp_path, face_rgb):
+    from tests.conftest import face_clip, write_video
+
+    clip = write_video(tmp_path / "clip.mp4", face_clip(face_rgb, n=8))
+    signed = tmp_path / "signed.mp4"
+    signed.write_bytes(_sign(chain, clip.read_bytes(), "video/mp4", AI))
+    p = read_provenance(signed, max_bytes=MAX, trust_anchors=chain[2])
+    assert p.c2pa.status == "found" and p.c2pa.validation_state == "Trusted" and p.c2pa.declares_ai
+    assert p.watermark.status == "not_checked" and p.strong
+
+
+def test_decoded_pixels_are_reused_only_when_they_are_the_files_own(face_512):
+    data = _encode(_sd_watermark(face_512))
+    assert read_provenance(data, max_bytes=MAX, pixels=np.zeros((512, 512, 3), np.uint8)).watermark.status == "absent"
+    assert read_provenance(data, max_bytes=MAX, pixels=np.zeros((256, 256, 3), np.uint8)).watermark.status == "found"
+
+
+def test_watermark_survives_jpeg_90_without_chroma_subsampling_only(face_512):
+    marked = _sd_watermark(face_512)
+    p = read_provenance(_encode(marked, "JPEG", quality=90, subsampling=0), max_bytes=MAX)  # 4:4:4
+    assert p.watermark.status == "found" and p.strong
+    w = read_provenance(_encode(marked, "JPEG", quality=90), max_bytes=MAX).watermark  # Pillow's default 4:2:0
+    assert w.status == "not_checked" and "subsampling" in w.reason
+
+
+def test_a1111_jpeg_user_comment_and_whole_word_generator_names():
+    from udfd.provenance import names_generator
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + "a man\nSteps: 30, Sampler: DPM++ 2M".encode("utf-16-be")
+    (f,) = read_provenance(_encode(_noise(), "JPEG", exif=exif), max_bytes=MAX).metadata.fields
+    assert (f.source, f.name, f.declares_ai) == ("EXIF", "UserComment", True) and "Steps: 30" in f.value
+    assert names_generator("Google Imagen 3") == "imagen" and names_generator("Imagenomic Portraiture") == ""

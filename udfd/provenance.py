@@ -2,8 +2,9 @@
 
 Evidence is kept apart from the detectors' opinion. The parsers are pure (bytes in, frozen dataclasses out) and
 fail soft: each reader that cannot run or cannot parse says so in its own `status`/`reason`, never raises.
-`read_provenance` is the one edge function (reads a bounded amount of a file). `strong_evidence` and
-`apply_evidence` are the rule (README "Provenance"):
+`read_provenance` is the one edge function (reads a bounded amount of a file). `evidence` and `apply_evidence` are
+the rule (README "Provenance"); the metadata readers live in `udfd.file_metadata`, the watermark decoder in
+`udfd.watermarks`:
 
 - strong: a C2PA manifest whose validation state is "Trusted" (signer chains to a trust anchor, nothing failed)
   and that declares AI generation (IPTC digital source type trainedAlgorithmicMedia or
@@ -21,30 +22,36 @@ import io
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
+from udfd.file_metadata import (
+    AI_SOURCE_TYPES,
+    PIL_FORMATS,
+    TRIM,
+    Metadata,
+    MetadataField,
+    Status,
+    header_exif,
+    names_generator,
+    read_metadata,
+    source_types,
+    trim,
+)
+
+__all__ = ["C2pa", "Metadata", "MetadataField", "Provenance", "Watermark", "apply_evidence", "evidence",
+           "names_generator", "not_checked", "provenance_of", "read_provenance", "source_types"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Status = Literal["found", "absent", "not_checked", "error"]
-TRIM = 200  # characters kept of any metadata value
-SCAN_LIMIT = 1 << 20  # characters of one metadata field searched for markers (a hostile 50 MB XMP stays cheap)
 TIME_LIMIT_S = 5.0  # per reader; a native parser that runs past it is abandoned and reported as an error
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
 WATERMARK_MAX_PIXELS = 4096 * 4096  # beyond this the watermark is not checked (generators' outputs are smaller)
-AI_SOURCE_TYPES = ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia")
 ABSENCE = "absence of provenance is not evidence of anything: most files carry none, and it is easily stripped"
-# Lower-case substrings of a Software / generator value that name an image generator.
-GENERATORS = ("stable diffusion", "stablediffusion", "automatic1111", "comfyui", "novelai", "midjourney",
-              "dall-e", "dall·e", "firefly", "imagen", "invokeai", "fooocus", "flux", "leonardo", "ideogram")
-_SOURCE_TYPE_RE = re.compile(r"DigitalSourceType\W{0,8}(?:[^\s\"'<>]*?/)?([A-Za-z]+Media|[A-Za-z]+Capture|"
-                             r"[A-Za-z]+Creation|[A-Za-z]+Edits|[A-Za-z]+Film|print|composite\w*)")
 
 
 @dataclass(frozen=True)
@@ -83,24 +90,6 @@ class Watermark:
     bit_errors: int | None = None
     checked: tuple[str, ...] = ()
     not_checked: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class MetadataField:
-    """One metadata field that speaks to provenance: where it sits, its name, its (trimmed) value."""
-
-    source: str  # "PNG text", "EXIF", "XMP", "JPEG comment"
-    name: str
-    value: str
-    generator: str = ""  # who wrote it, when the field says ("AUTOMATIC1111", "ComfyUI", "NovelAI", ...)
-    declares_ai: bool = False
-
-
-@dataclass(frozen=True)
-class Metadata:
-    status: Status
-    reason: str = ""
-    fields: tuple[MetadataField, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,8 +138,10 @@ def evidence(c2pa: C2pa, watermark: Watermark, metadata: Metadata) -> tuple[tupl
             state = c2pa.validation_state or "unknown"
             fails = f"; {', '.join(f.split(':')[0] for f in c2pa.validation_failures)}" if c2pa.validation_failures \
                 else ""
-            reported.append(f"{what} (validation: {state}{fails}"
-                            + ("; not trusted, so not counted" if not c2pa.trusted else "") + ")")
+            why = ("failed validation, so it counts for nothing" if state == "Invalid"
+                   else "not trusted, so not counted" if c2pa.declares_ai
+                   else "no AI generation declared; not counted as evidence of authenticity")
+            reported.append(f"{what} (validation: {state}{fails}; {why})")
     if watermark.status == "found":
         strong.append(f"invisible watermark {watermark.scheme} decoded ({watermark.bit_errors} bit errors)")
     for f in metadata.fields:
@@ -178,11 +169,13 @@ def _with_evidence(p: Provenance) -> Provenance:
 
 # -- the edge ---------------------------------------------------------------------------------------------------
 def read_provenance(source: str | os.PathLike | bytes, *, max_bytes: int, kind: str = "auto",
-                    trust_anchors: str | None = None, max_pixels: int = WATERMARK_MAX_PIXELS) -> Provenance:
+                    trust_anchors: str | None = None, max_pixels: int = WATERMARK_MAX_PIXELS,
+                    pixels: Any = None) -> Provenance:
     """Read a file's (or bytes') provenance, reading at most `max_bytes` of it. Never raises for bad input.
 
     `kind` "video" (or a video suffix) checks C2PA only. `trust_anchors` is a PEM bundle of extra C2PA roots
-    (default: the file named by $UDFD_C2PA_TRUST_ANCHORS, if set).
+    (default: the file named by $UDFD_C2PA_TRUST_ANCHORS, if set). `pixels`: the already decoded RGB pixels,
+    reused by the watermark check when they are the file's own (`read_watermark`).
     """
     name = "<bytes>" if isinstance(source, bytes) else str(source)
     if trust_anchors is None and os.environ.get("UDFD_C2PA_TRUST_ANCHORS"):
@@ -219,18 +212,18 @@ def read_provenance(source: str | os.PathLike | bytes, *, max_bytes: int, kind: 
         return not_checked(f"{name}: cannot be read: {e.strerror or e}")
     if len(data) > max_bytes:  # grew since stat
         return not_checked(f"file is more than the limit of {max_bytes} bytes")
-    return analyse_bytes(data, video=video, trust_anchors=trust_anchors, max_pixels=max_pixels)
+    return analyse_bytes(data, video=video, trust_anchors=trust_anchors, max_pixels=max_pixels, pixels=pixels)
 
 
-def provenance_of(source: Any, *, max_bytes: int, kind: str = "auto") -> Provenance:
+def provenance_of(source: Any, *, max_bytes: int, kind: str = "auto", pixels: Any = None) -> Provenance:
     """`read_provenance` of a path or bytes; anything else (an already decoded image) is a not-checked record."""
     if isinstance(source, bytes | str | os.PathLike):
-        return read_provenance(source, max_bytes=max_bytes, kind=kind)
+        return read_provenance(source, max_bytes=max_bytes, kind=kind, pixels=pixels)
     return not_checked("not checked: only decoded pixels were given (pass the file's path or bytes, or provenance=)")
 
 
 def analyse_bytes(data: bytes, *, video: bool = False, trust_anchors: str | None = None,
-                  max_pixels: int = WATERMARK_MAX_PIXELS) -> Provenance:
+                  max_pixels: int = WATERMARK_MAX_PIXELS, pixels: Any = None) -> Provenance:
     """Provenance of a file's bytes: every reader time-boxed, none raising."""
     timings: dict[str, float] = {}
     c2pa = _timed(timings, "c2pa", lambda: read_c2pa(data, trust_anchors=trust_anchors), lambda r: C2pa("error", r))
@@ -239,7 +232,7 @@ def analyse_bytes(data: bytes, *, video: bool = False, trust_anchors: str | None
         wm, meta = Watermark("not_checked", why), Metadata("not_checked", why)
     else:
         meta = _timed(timings, "metadata", lambda: read_metadata(data), lambda r: Metadata("error", r))
-        wm = _timed(timings, "watermark", lambda: read_watermark(data, max_pixels=max_pixels),
+        wm = _timed(timings, "watermark", lambda: read_watermark(data, max_pixels=max_pixels, pixels=pixels),
                     lambda r: Watermark("error", r))
     return _with_evidence(Provenance(c2pa, wm, meta, timings_ms=timings))
 
@@ -275,24 +268,6 @@ def _timed(timings: dict[str, float], what: str, fn: Callable[[], T], on_error: 
     if "error" in box:
         return on_error(box["error"][:TRIM])
     return box["value"]
-
-
-def trim(value: Any, n: int = TRIM) -> str:
-    """A metadata value as one line of at most `n` characters (an ellipsis marks the cut). Pure."""
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    text = " ".join(text[: n * 4].split())
-    return text if len(text) <= n else text[: n - 1] + "\N{HORIZONTAL ELLIPSIS}"
-
-
-def source_types(text: str) -> tuple[str, ...]:
-    """The IPTC digital source types named in an XMP packet or JSON text (first SCAN_LIMIT characters). Pure."""
-    return tuple(dict.fromkeys(m.group(1) for m in _SOURCE_TYPE_RE.finditer(text[:SCAN_LIMIT])))
-
-
-def names_generator(value: str) -> str:
-    """The generator a Software-like value names, or "". Pure."""
-    low = value.lower()
-    return next((g for g in GENERATORS if g in low), "")
 
 
 def c2pa_from_json(store: dict[str, Any], *, state: str | None) -> C2pa:
@@ -333,14 +308,7 @@ def parse_store_json(text: str, *, state: str | None = None) -> C2pa:
     return c2pa_from_json(store if isinstance(store, dict) else {}, state=state)
 
 
-# -- readers (bytes in; each returns its part, never raises for bad input) -----------------------------------
-_PIL_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP")  # as udfd.media: no other plugin sees user bytes
-_PNG_GENERATOR_KEYS = {"parameters": "AUTOMATIC1111 / SD WebUI", "prompt": "ComfyUI", "workflow": "ComfyUI",
-                       "invokeai_metadata": "InvokeAI", "Dream": "InvokeAI", "sd-metadata": "InvokeAI"}
-_NOVELAI_KEYS = ("Software", "Comment", "Source", "Description", "Title")
-_XMP_KEYS = ("xmp", "XML:com.adobe.xmp")
-
-
+# -- readers (bytes in; each returns its part, never raises for bad input; metadata: udfd.file_metadata) ------
 def read_c2pa(data: bytes | io.IOBase, *, trust_anchors: str | None = None) -> C2pa:
     """The C2PA manifest store in `data` (bytes or a binary file) through c2pa-python, which detects the format
     from the bytes; remote manifests and OCSP responses are never fetched."""
@@ -367,93 +335,21 @@ def read_c2pa(data: bytes | io.IOBase, *, trust_anchors: str | None = None) -> C
         return C2pa("error", trim(f"manifest unreadable: {type(e).__name__}: {text}"))
 
 
-def read_metadata(data: bytes) -> Metadata:
-    """Generator metadata from the file's header (PNG text chunks, EXIF, XMP, JPEG comment); no pixels decoded."""
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
+def _chroma_subsampled(im: Any) -> bool:
+    """A JPEG whose colour channels are stored at reduced resolution (Pillow's sampling 1 = 4:2:2, 2 = 4:2:0)."""
+    if im.format not in ("JPEG", "MPO"):
+        return False
+    from PIL import JpegImagePlugin
 
-    try:
-        with PILImage.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
-            fmt, info = im.format, dict(im.info)
-            exif = _header_exif(im)
-            user_comment = exif.get_ifd(0x8769).get(0x9286)
-    except UnidentifiedImageError:
-        return Metadata("not_checked", "not an image whose metadata can be read (JPEG, PNG, WebP, TIFF, GIF, BMP)")
-    fields = [*(png_text_fields(info) if fmt == "PNG" else []), *exif_fields(exif, user_comment), *xmp_fields(info)]
-    if fmt != "PNG" and info.get("comment"):
-        fields += _text_field("JPEG comment", "COM", info["comment"])
-    return Metadata("found" if fields else "absent", fields=tuple(fields))
+    return JpegImagePlugin.get_sampling(im) in (1, 2)
 
 
-def _header_exif(im: Any) -> Any:
-    """EXIF without decoding pixels: Pillow's PNG `getexif()` loads the image when no eXIf chunk precedes IDAT."""
-    from PIL import Image as PILImage
+def read_watermark(data: bytes, *, max_pixels: int = WATERMARK_MAX_PIXELS, pixels: Any = None) -> Watermark:
+    """Known invisible watermarks (udfd.watermarks) in the first frame, at the file's own resolution.
 
-    if im.format != "PNG":
-        return im.getexif()
-    exif = PILImage.Exif()
-    if im.info.get("exif"):
-        exif.load(im.info["exif"])
-    return exif
-
-
-def png_text_fields(info: dict[str, Any]) -> list[MetadataField]:
-    """PNG tEXt/zTXt/iTXt chunks written by generators (AUTOMATIC1111, ComfyUI, NovelAI, InvokeAI). Pure."""
-    out = [MetadataField("PNG text", k, trim(info[k]), gen, True)
-           for k, gen in _PNG_GENERATOR_KEYS.items() if isinstance(info.get(k), str | bytes) and info[k]]
-    novelai = "novelai" in str(info.get("Software", "")).lower()
-    for key in _NOVELAI_KEYS:
-        if novelai and info.get(key):
-            out.append(MetadataField("PNG text", key, trim(info[key]), "NovelAI", True))
-    if not novelai and info.get("Software"):
-        out += _text_field("PNG text", "Software", info["Software"])
-    return out
-
-
-def exif_fields(exif: Any, user_comment: Any = None) -> list[MetadataField]:
-    """EXIF Software (always reported) and an A1111-style UserComment (generation parameters). Pure."""
-    out = []
-    if exif.get(0x0131):
-        out += _text_field("EXIF", "Software", exif[0x0131], always=True)
-    comment = _user_comment(user_comment)
-    if comment and ("Steps:" in comment and "Sampler:" in comment or names_generator(comment)):
-        out.append(MetadataField("EXIF", "UserComment", trim(comment), names_generator(comment) or
-                                 "AUTOMATIC1111 / SD WebUI", True))
-    return out
-
-
-def xmp_fields(info: dict[str, Any]) -> list[MetadataField]:
-    """XMP DigitalSourceType (IPTC Extension) and CreatorTool, searched in the packet's first SCAN_LIMIT. Pure."""
-    packet = next((info[k] for k in _XMP_KEYS if info.get(k)), None)
-    if packet is None:
-        return []
-    text = packet[:SCAN_LIMIT].decode("utf-8", "replace") if isinstance(packet, bytes) else str(packet)[:SCAN_LIMIT]
-    out = [MetadataField("XMP", "DigitalSourceType", t, "", t in AI_SOURCE_TYPES) for t in source_types(text)]
-    tool = re.search(r"CreatorTool\W{0,4}([^\"'<>]{1,400})", text)
-    if tool:
-        out += _text_field("XMP", "CreatorTool", tool.group(1), always=True)
-    return out
-
-
-def _text_field(source: str, name: str, value: Any, *, always: bool = False) -> list[MetadataField]:
-    text = trim(value)
-    gen = names_generator(text)
-    return [MetadataField(source, name, text, gen, bool(gen))] if gen or always else []
-
-
-def _user_comment(raw: Any) -> str:
-    """EXIF UserComment: 8 bytes naming the charset, then the text (A1111 writes UTF-16 big-endian)."""
-    if not isinstance(raw, bytes):
-        return str(raw or "")
-    head, body = raw[:8], raw[8:]
-    if head.startswith(b"UNICODE"):
-        be = body.decode("utf-16-be", "replace")
-        return be if sum(c.isprintable() for c in be) >= 0.9 * max(len(be), 1) else body.decode("utf-16-le", "replace")
-    return body.decode("utf-8", "replace") if head.startswith(b"ASCII") else raw.decode("utf-8", "replace")
-
-
-def read_watermark(data: bytes, *, max_pixels: int = WATERMARK_MAX_PIXELS) -> Watermark:
-    """Known invisible watermarks (udfd.watermarks) in the first frame, at the file's own resolution."""
+    `pixels`: the file's RGB pixels if the caller has decoded them already; used (saving a second decode) only
+    when they are exactly the stored pixels: an RGB file, no EXIF rotation, not reduced.
+    """
     from udfd.watermarks import MIN_PIXELS, NOT_CHECKED, SCHEMES, match_schemes
 
     checked = tuple(s.name for s in SCHEMES)
@@ -466,7 +362,7 @@ def read_watermark(data: bytes, *, max_pixels: int = WATERMARK_MAX_PIXELS) -> Wa
     from PIL import UnidentifiedImageError
 
     try:
-        with PILImage.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
+        with PILImage.open(io.BytesIO(data), formats=PIL_FORMATS) as im:
             w, h = im.size
             if w * h < MIN_PIXELS:
                 return Watermark("not_checked", f"image is {w}\N{MULTIPLICATION SIGN}{h}: the dwtDct schemes "
@@ -474,10 +370,15 @@ def read_watermark(data: bytes, *, max_pixels: int = WATERMARK_MAX_PIXELS) -> Wa
             if w * h > max_pixels:
                 return Watermark("not_checked", f"image has {w * h} pixels, more than the {max_pixels} checked for "
                                  "watermarks", not_checked=checked)
-            rgb = np.asarray(im.convert("RGB"))
+            if _chroma_subsampled(im):
+                return Watermark("not_checked", "JPEG with chroma subsampling (4:2:0 / 4:2:2): it erases the dwtDct "
+                                 "watermarks, which live in the colour (U) channel", not_checked=checked)
+            same = (pixels is not None and im.mode == "RGB" and tuple(pixels.shape) == (h, w, 3)
+                    and header_exif(im).get(0x0112, 1) == 1)
+            rgb = pixels if same else np.asarray(im.convert("RGB"))
     except UnidentifiedImageError:
         return Watermark("not_checked", "not an image that can be decoded", not_checked=checked)
-    matches = match_schemes(np.ascontiguousarray(rgb[:, :, ::-1]))  # the embedder works in BGR
+    matches = match_schemes(rgb)
     found = [m for m in matches if m.found]
     if found:
         m = min(found, key=lambda m: m.bit_errors / m.scheme.length)

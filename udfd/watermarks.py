@@ -47,15 +47,16 @@ NOT_CHECKED = ("invisible-watermark rivaGan and dwtDctSvd", "Google SynthID", "M
                "Tree-Ring and other diffusion-noise watermarks", "any proprietary or unknown scheme")
 
 
-def block_bits(bgr: np.ndarray) -> np.ndarray:
+def block_bits(rgb: np.ndarray) -> np.ndarray:
     """Per 4x4 block of the U channel's Haar approximation, the bit dwtDct reads from it (row-major order).
 
-    `bgr` is a uint8 (H, W, 3) array in OpenCV's BGR order, as the reference embedder uses. Pure.
+    `rgb` is a uint8 (H, W, 3) array in RGB order (the reference works on OpenCV's BGR; converting RGB to YUV
+    directly gives the same U and saves reversing the channels). Pure.
     """
     import cv2  # imported here so that importing this module stays cheap
 
-    h, w = bgr.shape[0] // 4 * 4, bgr.shape[1] // 4 * 4
-    u = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV)[:h, :w, 1].astype(np.float64)
+    h, w = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
+    u = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV)[:h, :w, 1].astype(np.float64)
     ca = haar_approximation(u)
     rows, cols = ca.shape[0] // _BLOCK, ca.shape[1] // _BLOCK
     blocks = ca[:rows * _BLOCK, :cols * _BLOCK].reshape(rows, _BLOCK, cols, _BLOCK).transpose(0, 2, 1, 3)
@@ -94,9 +95,10 @@ class Match:
         return self.bit_errors <= self.scheme.max_bit_errors
 
 
-def match_schemes(bgr: np.ndarray, schemes: tuple[Scheme, ...] = SCHEMES) -> list[Match]:
-    """Decode every scheme's payload from `bgr` and count its bit errors against the known payload. Pure."""
-    per_block = block_bits(bgr)
+def match_schemes(rgb: np.ndarray, schemes: tuple[Scheme, ...] = SCHEMES) -> list[Match]:
+    """Decode every scheme's payload from `rgb` (uint8 RGB) and count its bit errors against the known payload.
+    Pure."""
+    per_block = block_bits(rgb)
     out = []
     for scheme in schemes:
         bits = decode_bits(per_block, scheme.length)
