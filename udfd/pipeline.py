@@ -20,6 +20,7 @@ from udfd.lips import get_lip_cropper
 from udfd.loader import load_detector
 from udfd.media import decode_image, image_limits, read_image
 from udfd.perturb import tta_views
+from udfd.provenance import Provenance, apply_evidence, provenance_of
 from udfd.types import Box, FaceCrop, FaceVerdict, Image, Overall, Score, Verdict, VideoSummary
 from udfd.video import Progress, SampledVideo, sample_video, track_faces
 
@@ -36,10 +37,13 @@ def analyze_image(
     settings: Settings | None = None,
     detectors: Sequence[Detector] | None = None,
     name: str | None = None,
+    provenance: Provenance | None = None,
 ) -> Verdict:
-    """Analyse one image: every face found is scored by every detector; the first detector decides.
+    """Analyse one image: every face found is scored by every detector; the first detector decides, unless the
+    file carries strong provenance evidence (`udfd.provenance.apply_evidence`).
 
-    `source` is a path, raw bytes or an already decoded `Image`. Raises `MediaError` for bad files and
+    `source` is a path, raw bytes or an already decoded `Image`; for an `Image`, pass the file's `provenance`
+    (`udfd.provenance.read_provenance`) or it is reported as not checked. Raises `MediaError` for bad files and
     `ModelUnavailableError` when a configured model cannot be loaded.
     """
     settings = settings or Settings()
@@ -47,6 +51,9 @@ def analyze_image(
     t0 = time.perf_counter()
     image = _decode(source, settings=settings, name=name)
     timings["decode"] = (time.perf_counter() - t0) * 1000
+    t0 = time.perf_counter()
+    provenance = provenance or provenance_of(source, max_bytes=settings.max_file_bytes, pixels=image.pixels)
+    timings["provenance"] = (time.perf_counter() - t0) * 1000
 
     t0 = time.perf_counter()
     faces = detect_faces(image.pixels, settings.faces, detector=get_face_detector(settings.faces))
@@ -81,18 +88,27 @@ def analyze_image(
         notes.append("no face found: the whole image was scored as one face")
     elif len(faces) > 1:
         notes.append(f"{len(faces)} faces found: the overall verdict is the most-fake face")
+    notes += _provenance_notes(provenance)
     timings["total"] = sum(timings.values())
     return Verdict(
         file=image.source,
         kind="image",
         faces=face_verdicts,
-        overall=_overall(face_verdicts, dets[0].threshold),
+        overall=apply_evidence(_overall(face_verdicts, dets[0].threshold), provenance),
         model_versions={d.name: d.version for d in dets},
         timings_ms=timings,
         width=image.size[0],
         height=image.size[1],
         notes=tuple(notes),
+        provenance=provenance,
     )
+
+
+def _provenance_notes(provenance: Provenance) -> list[str]:
+    if not provenance.strong:
+        return []
+    return ["the label rests on provenance evidence in the file, not on the detectors (whose fake_prob is kept): "
+            + "; ".join(provenance.strong)]
 
 
 def compare_image(
@@ -111,7 +127,8 @@ def compare_image(
     """
     settings = settings or Settings()
     image = _decode(source, settings=settings, name=name)
-    verdict = analyze_image(image, settings=settings, detectors=detectors)
+    verdict = analyze_image(image, settings=settings, detectors=detectors,
+                            provenance=provenance_of(source, max_bytes=settings.max_file_bytes))
     rows = compare_rows(verdict, {d.name: d.threshold for d in detectors})
     heatmaps = []
     if explain:
@@ -223,6 +240,9 @@ def run_video(
     """
     settings = settings or Settings()
     report = progress or (lambda fraction, what: None)
+    t0 = time.perf_counter()
+    provenance = provenance_of(source, max_bytes=settings.video.max_file_bytes, kind="video")
+    provenance_ms = (time.perf_counter() - t0) * 1000
     dets = list(detectors) if detectors is not None else load_detectors(settings, settings.video_detectors)
     if not dets:
         raise UdfdError("no detector configured: set UDFD_VIDEO_DETECTORS (e.g. lip_lstm,vit)")
@@ -231,6 +251,7 @@ def run_video(
     sample = sample_video(source, settings.video, progress=lambda f, w: report(0.5 * f, w),
                           roi_finder=lambda frame: faces_region(frame, settings, face_detector))
     timings |= sample.timings_ms  # decode, motion (the rest of sampling is bookkeeping)
+    timings["provenance"] = provenance_ms
 
     t0 = time.perf_counter()
     frame_faces, tracks, found = track_video_faces(
@@ -269,10 +290,11 @@ def run_video(
     timings["total"] = sum(timings.values())
     verdict = Verdict(
         file=sample.source, kind="video", faces=tuple(verdicts),
-        overall=_overall([verdicts[i] for i in eligible], dets[0].threshold),
+        overall=apply_evidence(_overall([verdicts[i] for i in eligible], dets[0].threshold), provenance),
         model_versions={d.name: d.version for d in dets}, timings_ms=timings,
         width=sample.info.width, height=sample.info.height,
-        notes=tuple(_video_notes(sample, tracks, found, dets, eligible)), video=summary,
+        notes=tuple(_video_notes(sample, tracks, found, dets, eligible) + _provenance_notes(provenance)),
+        video=summary, provenance=provenance,
     )
     return VideoAnalysis(verdict, sample, tuple(frame_faces), tuple(tuple(tr) for tr in tracks), tuple(lips))
 

@@ -7,9 +7,12 @@ construction and consumers copy before changing anything.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from udfd.provenance import Provenance
 
 Box = tuple[int, int, int, int]
 """(x0, y0, x1, y1) in pixels of the original image, x1/y1 exclusive."""
@@ -104,11 +107,17 @@ class Overall:
     fake_prob: float
     uncertain: bool
     threshold: float
+    # "provenance" when strong evidence in the file decided the label (udfd.provenance.apply_evidence), naming it
+    # in `evidence`; "detectors" when the detectors' scores did. `fake_prob` stays the detectors' either way.
+    basis: Literal["detectors", "provenance"] = "detectors"
+    evidence: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
         """What the UI shows: the decision at the detector's own threshold, e.g. "fake (uncertain)". Shown as text
         rather than as real/fake percentages because a fake_prob of 0.46 is "fake" when the threshold is 0.36."""
+        if self.basis == "provenance":
+            return f"{self.label} (provenance evidence)"
         return f"{self.label} (uncertain)" if self.uncertain else self.label
 
 
@@ -157,6 +166,7 @@ class Verdict:
     height: int = 0
     notes: tuple[str, ...] = field(default=())
     video: VideoSummary | None = None
+    provenance: Provenance | None = None  # what the file says about its origin (udfd.provenance)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -169,6 +179,7 @@ class Verdict:
             "model_versions": dict(self.model_versions),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "notes": list(self.notes),
+            "provenance": self.provenance.to_dict() if self.provenance is not None else None,
         }
         if self.video is not None:
             out["video"] = self.video.to_dict()
