@@ -452,3 +452,18 @@ def test_a1111_jpeg_user_comment_and_whole_word_generator_names():
     (f,) = read_provenance(_encode(_noise(), "JPEG", exif=exif), max_bytes=MAX).metadata.fields
     assert (f.source, f.name, f.declares_ai) == ("EXIF", "UserComment", True) and "Steps: 30" in f.value
     assert names_generator("Google Imagen 3") == "imagen" and names_generator("Imagenomic Portraiture") == ""
+
+
+def test_evidence_panel_names_the_evidence_and_escapes_file_text(face_512):
+    from udfd.ui.evidence import evidence_markdown
+
+    hostile = read_provenance(_png({"parameters": "<img src=x onerror=alert(1)> **x** Steps: 1, Sampler: a"}),
+                              max_bytes=MAX)
+    md = evidence_markdown(hostile)
+    assert "<img" not in md and "&lt;img" in md and r"\*\*x\*\*" in md
+    assert "AUTOMATIC1111" in md and "does not decide the label" in md
+    strong = evidence_markdown(read_provenance(_encode(_sd_watermark(face_512)), max_bytes=MAX))
+    assert "Strong evidence" in strong and "StableDiffusionV1" in strong
+    plain = evidence_markdown(read_provenance(_encode(face_512), max_bytes=MAX))
+    assert "not evidence of anything" in plain and "C2PA Content Credentials:** absent" in plain
+    assert "not checked" in evidence_markdown(None)
