@@ -249,3 +249,37 @@ def test_cli_stats_and_export(tmp_path: Path, capsys, monkeypatch) -> None:
 
     assert main(["feedback", "export", str(tmp_path / "all"), "--all", "--dir", str(root)]) == 0
     assert json.loads(capsys.readouterr().out)["fake"] == 2
+
+
+def test_rate_limiter_refills_per_client() -> None:
+    from udfd.feedback.ratelimit import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(6, clock=lambda: now[0])  # 6 per minute: one token every 10 s, bursts of 6
+    assert [limiter.allow("a") for _ in range(7)] == [True] * 6 + [False]
+    assert limiter.allow("b")  # another client has its own bucket
+    assert limiter.retry_after("a") == pytest.approx(10.0)
+    now[0] = 9.0
+    assert not limiter.allow("a")
+    now[0] = 10.5
+    assert limiter.allow("a") and not limiter.allow("a")
+    now[0] = 1000.0
+    assert sum(limiter.allow("a") for _ in range(10)) == 6  # refills up to the burst, no further
+
+
+def test_store_keeps_one_record_per_id(tmp_path) -> None:
+    from udfd.feedback.store import FeedbackStore, new_record, read_records
+
+    kw = dict(media_sha256="0" * 64, model="vit", revision="v1", scores={"vit": 0.7}, predicted_label="fake",
+              user_label="real", consent=False)
+    store = FeedbackStore(tmp_path)
+    first = store.append(new_record(**kw, id="retry-1234"))
+    assert store.append(new_record(**kw, id="retry-1234")) == first
+    assert store.contains("retry-1234") and not store.contains("other-1234")
+    store.close()
+    later = FeedbackStore(tmp_path)  # another process (a restart): the id is still known
+    assert later.append(new_record(**kw, id="retry-1234")).time == first.time
+    later.append(new_record(**kw))
+    later.close()
+    assert [r.id for r in read_records(tmp_path).records].count("retry-1234") == 1
+    assert len(read_records(tmp_path).records) == 2

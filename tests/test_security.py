@@ -144,14 +144,19 @@ def test_inline_limit_is_checked_on_the_text_before_decoding(monkeypatch) -> Non
 # -- the served app, attacked over raw HTTP ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_vit_dir: Path):
-    from udfd.config import Settings
-
     tmp = tmp_path_factory.mktemp("security")
-    settings = Settings(detectors=("vit",), video_detectors=("vit",), models={"vit": f"local-dir:{tiny_vit_dir}"},
-                        max_file_bytes=SMALL_LIMIT,
-                        feedback=FeedbackSettings(dir=tmp / "fb", protector=f"local-dir:{tmp / 'no-protector'}"))
+    settings = _settings(tiny_vit_dir, tmp / "fb", flags_per_minute=1000)  # the limit has its own test
     with serve(app.build_app(settings), max_file_size=app.upload_limit(settings)) as url:
         yield url, settings
+
+
+def _settings(tiny_vit_dir: Path, feedback_dir: Path, *, flags_per_minute: float):
+    from udfd.config import Settings
+
+    return Settings(detectors=("vit",), video_detectors=("vit",), models={"vit": f"local-dir:{tiny_vit_dir}"},
+                    max_file_bytes=SMALL_LIMIT,
+                    feedback=FeedbackSettings(dir=feedback_dir, protector=f"local-dir:{feedback_dir}-no-protector",
+                                              flags_per_minute=flags_per_minute))
 
 
 def _upload(url: str, name: str, data: bytes) -> str:
@@ -289,6 +294,46 @@ def test_uploaded_images_still_flag(served) -> None:
     kind, out = _call(url, "flag", [_file(_upload(url, "ok.png", _png(96, 72))), "vit", "Correct", False])
     assert kind == "complete", out
     assert out[0]["id"] in {r.id for r in read_records(settings.feedback.dir).records}
+
+
+# -- 7. flags: idempotent by id, a clear message when the store cannot be written ------------------------------
+def test_the_same_flag_id_twice_is_stored_once(served) -> None:
+    url, settings = served
+    path = _upload(url, "ok.png", _png(96, 72))
+    flag_id = uuid.uuid4().hex
+    first = _call(url, "flag_with_id", [_file(path), "vit", "Wrong — it is fake", False, flag_id])
+    again = _call(url, "flag_with_id", [_file(path), "vit", "Wrong — it is fake", False, flag_id])
+    assert first[0] == again[0] == "complete", (first, again)
+    assert first[1][0]["id"] == again[1][0]["id"] == flag_id
+    assert (first[1][0]["already_stored"], again[1][0]["already_stored"]) == (False, True)
+    assert [r.id for r in read_records(settings.feedback.dir).records].count(flag_id) == 1
+    kind, value = _call(url, "flag_with_id", [_file(path), "vit", "Correct", False, "../../x"])
+    assert kind == "error" and "flag_id must be" in _error_text(value)
+
+
+def test_a_flag_that_cannot_be_stored_says_so(tmp_path: Path, tiny_vit_dir: Path) -> None:
+    blocked = tmp_path / "fb"
+    blocked.write_text("a file where the store's folder should be")  # every write into it fails
+    settings = _settings(tiny_vit_dir, blocked, flags_per_minute=1000)
+    with serve(app.build_app(settings), max_file_size=app.upload_limit(settings)) as url:
+        kind, value = _call(url, "flag", [_file(_upload(url, "ok.png", _png(96, 72))), "vit", "Correct", False])
+        assert kind == "error", value
+        text = _error_text(value)
+        assert "could not be stored" in text and "Nothing was recorded" in text
+        assert str(tmp_path) not in text  # the path is for the log, not the visitor
+        _still_serves(url)
+
+
+# -- 9. flags are rate-limited per client ----------------------------------------------------------------------
+def test_flags_are_rate_limited_per_client(tmp_path: Path, tiny_vit_dir: Path) -> None:
+    settings = _settings(tiny_vit_dir, tmp_path / "fb", flags_per_minute=3)
+    with serve(app.build_app(settings), max_file_size=app.upload_limit(settings)) as url:
+        path = _upload(url, "ok.png", _png(96, 72))
+        answers = [_call(url, "flag", [_file(path), "vit", "Correct", False]) for _ in range(5)]
+        assert [kind for kind, _ in answers] == ["complete"] * 3 + ["error"] * 2, answers
+        assert "too many flags from this address: at most 3 per minute" in _error_text(answers[3][1])
+        assert len(read_records(settings.feedback.dir).records) == 3
+        _still_serves(url)  # analysis is not limited
 
 
 def test_the_upload_limit_admits_videos_up_to_their_own_limit(served) -> None:

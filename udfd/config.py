@@ -62,6 +62,7 @@ class FeedbackSettings:
     every_minutes: float = 10.0
     token: str | None = None  # None: huggingface_hub's own lookup (HF_TOKEN, `hf auth login`)
     protector: str = f"local-dir:{EMBEDDED_MODELS / 'udfd-protector'}"
+    flags_per_minute: float = 10.0  # per client (its address), with bursts of as many; beyond that a flag is refused
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class Settings:
                 every_minutes=float(env.get("UDFD_FEEDBACK_EVERY_MINUTES", base.feedback.every_minutes)),
                 token=env.get("HF_TOKEN") or None,
                 protector=env.get("UDFD_PROTECTOR", base.feedback.protector),
+                flags_per_minute=float(env.get("UDFD_FLAGS_PER_MINUTE", base.feedback.flags_per_minute)),
             ),
             concurrency=int(env.get("UDFD_CONCURRENCY", base.concurrency)),
             queue_size=int(env.get("UDFD_QUEUE_SIZE", base.queue_size)),

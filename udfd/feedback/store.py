@@ -102,10 +102,11 @@ def new_record(
     protector_decision: ProtectorDecision = "unscreened",
     protector_score: float | None = None,
     reason: str = "not screened: no protector loaded",
+    id: str | None = None,
 ) -> FeedbackRecord:
-    """A record with a fresh id and the current UTC time."""
+    """A record with the current UTC time and `id` (a client's idempotency key), or a fresh one."""
     return FeedbackRecord(
-        id=uuid.uuid4().hex,
+        id=id or uuid.uuid4().hex,
         time=datetime.now(UTC).isoformat(timespec="milliseconds"),
         media_sha256=media_sha256,
         model=model,
@@ -133,6 +134,7 @@ class FeedbackStore:
         self.shard = shard or uuid.uuid4().hex
         self.lock = lock if lock is not None else threading.Lock()
         self._fd: int | None = None
+        self._stored: dict[str, FeedbackRecord] | None = None  # every id in the store, read on first use
 
     @property
     def shard_dir(self) -> Path:
@@ -149,14 +151,32 @@ class FeedbackStore:
         line = (json.dumps(record_to_row(record, file_name=file_name), ensure_ascii=False) + "\n").encode("utf-8")
         try:
             with self.lock:
+                known = self._known().get(record.id)
+                if known is not None:  # a retry of a flag already stored (same id): stored once
+                    return known
                 fd = self._open()
                 if keep_image:
                     _write_atomic(self.shard_dir / file_name, _png_bytes(image))
                 _write_all(fd, line)
                 os.fsync(fd)
+                stored = replace(record, image_file=f"{self.shard}/{file_name}" if keep_image else None)
+                self._known()[record.id] = stored
         except OSError as e:
             raise FeedbackStoreError(f"could not store feedback in {self.shard_dir}: {e}") from e
-        return replace(record, image_file=f"{self.shard}/{file_name}" if keep_image else None)
+        return stored
+
+    def contains(self, record_id: str) -> bool:
+        """Whether a record with this id is already in the store (any shard)."""
+        try:
+            with self.lock:
+                return record_id in self._known()
+        except OSError as e:
+            raise FeedbackStoreError(f"could not read the feedback store {self.root}: {e}") from e
+
+    def _known(self) -> dict[str, FeedbackRecord]:
+        if self._stored is None:  # under self.lock
+            self._stored = {r.id: r for r in read_records(self.root).records}
+        return self._stored
 
     def close(self) -> None:
         with self.lock:

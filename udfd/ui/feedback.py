@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,8 @@ from udfd.detectors.base import Detector
 from udfd.errors import MediaError, UdfdError
 from udfd.faces import verdict_boxes
 from udfd.feedback.protector import Protector, load_protector
-from udfd.feedback.store import FeedbackStore, StoreStatus, new_record, open_store
+from udfd.feedback.ratelimit import RateLimiter
+from udfd.feedback.store import FeedbackStore, FeedbackStoreError, StoreStatus, new_record, open_store
 from udfd.loader import current_detector
 from udfd.media import decode_image, image_limits, read_image
 from udfd.pipeline import analyze_image
@@ -42,6 +44,9 @@ WHAT_IS_STORED = (
     "as PNG without its file metadata, to retrain the detector; without consent only scores and hashes are kept."
 )
 CONSENT_LABEL = "Store this image to improve the detector (optional)"
+STORE_FAILED = ("Your feedback could not be stored: the server cannot write its feedback store right now. "
+                "Nothing was recorded; please try again later.")
+FLAG_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 class StoreFlaggingCallback(gr.FlaggingCallback):
@@ -57,6 +62,7 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         self.protector, self.protector_problem = protector, protector_problem
         self.count = 0
         self._count_lock = threading.Lock()
+        self.limiter = RateLimiter(settings.feedback.flags_per_minute)
 
     def setup(self, components: Sequence[Any], flagging_dir: str) -> None:
         # The store's folder comes from Settings (UDFD_FEEDBACK_DIR); Gradio's flagging_dir is not used.
@@ -66,7 +72,8 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         self.flag_record(flag_data, flag_option)
         return self.count
 
-    def flag_record(self, flag_data: list[Any], flag_option: str | None) -> FeedbackRecord:
+    def flag_record(self, flag_data: list[Any], flag_option: str | None, *, flag_id: str | None = None
+                    ) -> FeedbackRecord:
         payload, detector_name, consent = (list(flag_data) + [None, None, False])[:3]
         if flag_option not in CHOICES:
             raise gr.Error(f"unknown feedback {flag_option!r}; use one of {list(CHOICES)}", print_exception=False)
@@ -86,7 +93,7 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         predicted: Label = verdict.overall.label
         user_label = CHOICES[flag_option] or predicted
         record = new_record(media_sha256=image.sha256, model=name, revision=det.version, scores=face.scores,
-                            predicted_label=predicted, user_label=user_label, consent=bool(consent))
+                            predicted_label=predicted, user_label=user_label, consent=bool(consent), id=flag_id)
         record = self._screen(record, det, image.pixels, verdict_boxes(verdict, image.pixels)[k])
         return self.store_flag(record, image=image.pixels if consent else None)
 
@@ -96,12 +103,36 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         return self.store_flag(record, image=face if consent else None)
 
     def store_flag(self, record: FeedbackRecord, *, image: np.ndarray | None) -> FeedbackRecord:
-        stored = self.store.append(record, image=image)
+        """Append to the store; a record whose id is already stored is not stored again (the stored one is
+        returned). A store that cannot be written is a `gr.Error` for the visitor; the path goes to the log."""
+        try:
+            stored = self.store.append(record, image=image)
+        except FeedbackStoreError as e:
+            log.error("flag %s lost: %s", record.id, e)
+            raise gr.Error(STORE_FAILED, print_exception=False) from e
+        if stored.time != record.time:
+            log.info("flag %s was already stored: not stored again", record.id)
+            return stored
         with self._count_lock:
             self.count += 1
         log.info("flag %s: %s -> %s (%s)", stored.id, record.predicted_label, record.user_label,
                  stored.protector_decision)
         return stored
+
+    def admit(self, request: gr.Request | None, flag_id: str | None = None) -> str | None:
+        """Before any work on an HTTP flag: the per-client rate limit, and the client's idempotency key (None
+        when it sent none). Refusals are `gr.Error`s that say why."""
+        client = getattr(getattr(request, "client", None), "host", None) or "unknown"
+        if not self.limiter.allow(client):
+            wait = self.limiter.retry_after(client)
+            log.warning("flag from %s refused: more than %g flags per minute", client, self.limiter.rate * 60)
+            raise gr.Error(f"too many flags from this address: at most {self.limiter.rate * 60:g} per minute; "
+                           f"try again in {max(1, round(wait))} s", print_exception=False)
+        if not flag_id:
+            return None
+        if not isinstance(flag_id, str) or not FLAG_ID.fullmatch(flag_id):
+            raise gr.Error("flag_id must be 8 to 64 letters, digits, '-' or '_' (e.g. a UUID)", print_exception=False)
+        return flag_id
 
     def _screen(self, record: FeedbackRecord, det: Detector, pixels: np.ndarray, box: tuple) -> FeedbackRecord:
         self._refresh_protector(det.version)
@@ -181,23 +212,51 @@ def feedback_row(image: gr.components.Component, detector: gr.components.Compone
     message = gr.Markdown()
     callback.setup([image, detector, consent], str(settings.feedback.dir))
 
-    def on_flag(payload: Any, name: str | None, choice: str, agreed: bool) -> dict[str, Any]:
+    def on_flag(payload: Any, name: str | None, choice: str, agreed: bool, flag_id: str | None = None,
+                request: gr.Request | None = None) -> dict[str, Any]:
+        key = callback.admit(request, flag_id)  # rate limit, before any work
         path, data = read_upload(payload, max_bytes=settings.max_file_bytes)  # only this server's uploads
-        rec = callback.flag_record([data if data is not None else path, name, agreed], choice)
+        duplicate = key is not None and _contains(callback.store, key)
+        rec = callback.flag_record([data if data is not None else path, name, agreed], choice, flag_id=key)
         return {"id": rec.id, "user_label": rec.user_label, "predicted_label": rec.predicted_label,
                 "protector_decision": rec.protector_decision, "protector_score": rec.protector_score,
-                "reason": rec.reason, "image_stored": rec.image_file is not None}
+                "reason": rec.reason, "image_stored": rec.image_file is not None, "already_stored": duplicate}
+
+    def on_button(payload: Any, name: str | None, agreed: bool, choice: str, request: gr.Request | None) -> str:
+        return _thanks(on_flag(payload, name, choice, agreed, request=request))
 
     for choice, button in buttons.items():
-        button.click(lambda p, n, a, c=choice: _thanks(on_flag(p, n, c, a)), inputs=[image, detector, consent],
-                     outputs=message, preprocess=False, api_visibility="private")
-    # The API endpoint: the choice is an input here (hidden in the UI, where each button carries its own).
+        button.click(_bind(on_button, choice), inputs=[image, detector, consent], outputs=message, preprocess=False,
+                     api_visibility="private")
+    # The API endpoints: the choice is an input here (hidden in the UI, where each button carries its own).
+    # "flag_with_id" adds the caller's flag_id: the same id sent twice (a retry after a lost answer) is stored once.
+    # (A separate endpoint: raw HTTP calls must send every input, so a fifth one on "flag" would break callers.)
     choice_in = gr.Radio(list(CHOICES), value="Correct", visible=False, label="feedback")
+    id_in = gr.Textbox(value="", visible=False, label="flag_id")
     result = gr.JSON(visible=False)
     gr.Button(visible=False).click(on_flag, inputs=[image, detector, choice_in, consent], outputs=result,
                                    preprocess=False, api_name="flag")
+    gr.Button(visible=False).click(on_flag, inputs=[image, detector, choice_in, consent, id_in], outputs=result,
+                                   preprocess=False, api_name="flag_with_id")
     log.info("%s", status.message)
     return callback
+
+
+def _bind(on_button: Any, choice: str) -> Any:
+    """A button's callback: Gradio injects `request` by the type hint, so it must be a real function."""
+
+    def click(payload: Any, name: str | None, agreed: bool, request: gr.Request) -> str:
+        return on_button(payload, name, agreed, choice, request)
+
+    return click
+
+
+def _contains(store: FeedbackStore, record_id: str) -> bool:
+    try:
+        return store.contains(record_id)
+    except FeedbackStoreError as e:
+        log.error("%s", e)
+        raise gr.Error(STORE_FAILED, print_exception=False) from e
 
 
 def _thanks(r: dict[str, Any]) -> str:

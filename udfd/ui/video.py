@@ -223,7 +223,8 @@ def _flag_row(flagging: StoreFlaggingCallback, state: gr.State, available: dict[
         consent = gr.Checkbox(value=False, label="Store the decisive face crop to improve the detector (optional)")
     message = gr.Markdown()
 
-    def on_flag(last: dict[str, Any] | None, choice: str, agreed: bool) -> str:
+    def on_flag(last: dict[str, Any] | None, choice: str, agreed: bool, request: gr.Request) -> str:
+        flagging.admit(request)  # the per-client rate limit, before any work
         if not last:
             raise gr.Error("Analyse a video first", print_exception=False)
         if choice not in CHOICES:
@@ -238,11 +239,19 @@ def _flag_row(flagging: StoreFlaggingCallback, state: gr.State, available: dict[
                 f"protector: {stored.protector_decision} — {stored.reason}; {kept}.")
 
     for choice, button in buttons.items():
-        button.click(lambda last, a, c=choice: on_flag(last, c, a), inputs=[state, consent], outputs=message,
-                     api_visibility="private")
+        button.click(_bind(on_flag, choice), inputs=[state, consent], outputs=message, api_visibility="private")
     choice_in = gr.Radio(list(CHOICES), value="Correct", visible=False, label="feedback")
     gr.Button(visible=False).click(on_flag, inputs=[state, choice_in, consent], outputs=message,
                                    api_name="flag_video")
+
+
+def _bind(on_flag: Callable[..., str], choice: str) -> Callable[..., str]:
+    """A button's callback (a real function, so that Gradio injects `request` by its type hint)."""
+
+    def click(last: dict[str, Any] | None, agreed: bool, request: gr.Request) -> str:
+        return on_flag(last, choice, agreed, request)
+
+    return click
 
 
 def analyze(path: str, settings: Settings, detectors: Sequence[Detector], *,
