@@ -467,3 +467,10 @@ def test_evidence_panel_names_the_evidence_and_escapes_file_text(face_512):
     plain = evidence_markdown(read_provenance(_encode(face_512), max_bytes=MAX))
     assert "not evidence of anything" in plain and "C2PA Content Credentials:** absent" in plain
     assert "not checked" in evidence_markdown(None)
+
+
+def test_compare_carries_provenance():
+    from udfd.pipeline import compare_image
+
+    d = compare_image(_png({"workflow": "{}"}), detectors=[_SaysReal()], settings=Settings(), explain=False).to_dict()
+    assert d["provenance"]["metadata"]["fields"][0]["generator"] == "ComfyUI" and "comparison" in d
