@@ -1,0 +1,415 @@
+"""media -> faces -> detectors -> Verdict. The only orchestration in the library."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from udfd.compare import Comparison, agreement, compare_rows
+from udfd.config import Settings
+from udfd.detectors.base import Detector
+from udfd.errors import UdfdError
+from udfd.explain import explain_methods, explain_verdict
+from udfd.faces import FaceDetector, detect_faces, get_face_detector, scale_box
+from udfd.lips import get_lip_cropper
+from udfd.loader import load_detector
+from udfd.media import decode_image, image_limits, read_image
+from udfd.perturb import tta_views
+from udfd.provenance import Provenance, apply_evidence, provenance_of
+from udfd.types import Box, FaceCrop, FaceVerdict, Image, Overall, Score, Verdict, VideoSummary
+from udfd.video import Progress, SampledVideo, sample_video, track_faces
+
+log = logging.getLogger(__name__)
+
+
+def load_detectors(settings: Settings, names: Sequence[str] | None = None) -> list[Detector]:
+    return [load_detector(n, settings=settings) for n in (names or settings.detectors)]
+
+
+def analyze_image(
+    source: str | os.PathLike | bytes | Image,
+    *,
+    settings: Settings | None = None,
+    detectors: Sequence[Detector] | None = None,
+    name: str | None = None,
+    provenance: Provenance | None = None,
+) -> Verdict:
+    """Analyse one image: every face found is scored by every detector; the first detector decides, unless the
+    file carries strong provenance evidence (`udfd.provenance.apply_evidence`).
+
+    `source` is a path, raw bytes or an already decoded `Image`; for an `Image`, pass the file's `provenance`
+    (`udfd.provenance.read_provenance`) or it is reported as not checked. Raises `MediaError` for bad files and
+    `ModelUnavailableError` when a configured model cannot be loaded.
+    """
+    settings = settings or Settings()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    image = _decode(source, settings=settings, name=name)
+    timings["decode"] = (time.perf_counter() - t0) * 1000
+    t0 = time.perf_counter()
+    provenance = provenance or provenance_of(source, max_bytes=settings.max_file_bytes, pixels=image.pixels)
+    timings["provenance"] = (time.perf_counter() - t0) * 1000
+
+    t0 = time.perf_counter()
+    faces = detect_faces(image.pixels, settings.faces, detector=get_face_detector(settings.faces))
+    timings["faces"] = (time.perf_counter() - t0) * 1000
+
+    dets = list(detectors) if detectors is not None else load_detectors(settings)
+    if not dets:
+        raise UdfdError("no detector configured: set UDFD_DETECTORS (e.g. UDFD_DETECTORS=vit)")
+    per_detector: dict[str, list[Score]] = {}
+    spreads = [0.0] * len(faces)
+    for k, det in enumerate(dets):
+        t0 = time.perf_counter()
+        if k == 0 and settings.tta:
+            per_detector[det.name], spreads = _score_with_tta(det, [f.pixels for f in faces])
+        else:
+            per_detector[det.name] = det.predict(det.preprocess([f.pixels for f in faces]))
+        timings[det.name] = (time.perf_counter() - t0) * 1000
+
+    h, w = image.pixels.shape[:2]
+    face_verdicts = tuple(
+        _face_verdict(face, [scores[i] for scores in per_detector.values()], band=settings.uncertain_band,
+                      disagreement=settings.disagreement, spread=spreads[i],
+                      box=scale_box(face.box, (w, h), image.size))  # boxes in the file's own pixels
+        for i, face in enumerate(faces)
+    )
+    notes: list[str] = []
+    if (w, h) != image.size:
+        notes.append(f"analysed at {w}\N{MULTIPLICATION SIGN}{h}, reduced from the file's "
+                     f"{image.size[0]}\N{MULTIPLICATION SIGN}{image.size[1]} (UDFD_WORK_SIDE); boxes are in the "
+                     "file's pixels")
+    if not faces[0].face_found:
+        notes.append("no face found: the whole image was scored as one face")
+    elif len(faces) > 1:
+        notes.append(f"{len(faces)} faces found: the overall verdict is the most-fake face")
+    notes += _provenance_notes(provenance)
+    timings["total"] = sum(timings.values())
+    return Verdict(
+        file=image.source,
+        kind="image",
+        faces=face_verdicts,
+        overall=apply_evidence(_overall(face_verdicts, dets[0].threshold), provenance),
+        model_versions={d.name: d.version for d in dets},
+        timings_ms=timings,
+        width=image.size[0],
+        height=image.size[1],
+        notes=tuple(notes),
+        provenance=provenance,
+    )
+
+
+def _provenance_notes(provenance: Provenance) -> list[str]:
+    if not provenance.strong:
+        return []
+    return ["the label rests on provenance evidence in the file, not on the detectors (whose fake_prob is kept): "
+            + "; ".join(provenance.strong)]
+
+
+def compare_image(
+    source: str | os.PathLike | bytes | Image,
+    *,
+    detectors: Sequence[Detector],
+    settings: Settings | None = None,
+    unavailable: Mapping[str, str] | None = None,
+    explain: bool = True,
+    name: str | None = None,
+    provenance: Provenance | None = None,
+) -> Comparison:
+    """Run every given detector on every face; with `explain`, each explainable detector's default heat-maps.
+
+    The Verdict inside is decided by the first detector, as in `analyze_image`. `unavailable` (name -> reason)
+    is carried through so that callers can show which detectors were left out and why. For an already decoded
+    `Image`, pass the file's `provenance` (or it is reported as not checked).
+    """
+    settings = settings or Settings()
+    image = _decode(source, settings=settings, name=name)
+    provenance = provenance or provenance_of(source, max_bytes=settings.max_file_bytes, pixels=image.pixels)
+    verdict = analyze_image(image, settings=settings, detectors=detectors, provenance=provenance)
+    rows = compare_rows(verdict, {d.name: d.threshold for d in detectors})
+    heatmaps = []
+    if explain:
+        for det in detectors:
+            if explain_methods(det):
+                heatmaps += explain_verdict(image.pixels, verdict, det)
+    return Comparison(verdict=verdict, rows=rows, agreement=agreement(rows), heatmaps=tuple(heatmaps),
+                      unavailable=dict(unavailable or {}))
+
+
+def _decode(source: str | os.PathLike | bytes | Image, *, settings: Settings, name: str | None) -> Image:
+    if isinstance(source, Image):
+        return source
+    if isinstance(source, bytes):
+        return decode_image(source, name=name or "<upload>", **image_limits(settings))
+    return read_image(source, max_file_bytes=settings.max_file_bytes, **image_limits(settings))
+
+
+def _score_with_tta(det: Detector, crops: list[np.ndarray]) -> tuple[list[Score], list[float]]:
+    """Scores of the crops themselves, and per crop the spread (max - min) of its score over the crop and its
+    test-time views (flip, JPEG 90), all in one batch."""
+    views = [v for crop in crops for v in tta_views(crop)]
+    scores = det.predict(det.preprocess([*crops, *views]))
+    own, extra = scores[:len(crops)], scores[len(crops):]
+    per = len(views) // len(crops)
+    spreads = []
+    for i, s in enumerate(own):
+        probs = [s.fake_prob, *(e.fake_prob for e in extra[i * per:(i + 1) * per])]
+        spreads.append(max(probs) - min(probs))
+    return own, spreads
+
+
+def uncertainty(scores: Sequence[Score], *, band: float, disagreement: float | None = None,
+                spread: float = 0.0) -> str:
+    """Why a face verdict is uncertain ("band", "tta", "disagreement"), or "" when it is not. Pure.
+
+    The first score decides. "band": its fake_prob lies within `band` of its threshold; "tta": within
+    `band + spread` (the spread of its test-time-augmented scores) but not within `band`; "disagreement": some
+    detectors call the face fake and others real, with fake_probs at least `disagreement` apart.
+    """
+    primary = scores[0]
+    margin = abs(primary.fake_prob - primary.threshold)
+    if margin < band:
+        return "band"
+    if margin < band + spread:
+        return "tta"
+    probs = [s.fake_prob for s in scores]
+    if disagreement is not None and len({s.is_fake for s in scores}) > 1 and max(probs) - min(probs) >= disagreement:
+        return "disagreement"
+    return ""
+
+
+def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float, disagreement: float | None = None,
+                  spread: float = 0.0, box: Box | None = None) -> FaceVerdict:
+    primary = scores[0]
+    reason = uncertainty(scores, band=band, disagreement=disagreement, spread=spread)
+    return FaceVerdict(
+        box=face.box if box is None else box,
+        face_found=face.face_found,
+        confidence=round(face.confidence, 4),
+        scores={s.detector: round(s.fake_prob, 6) for s in scores},
+        label="fake" if primary.is_fake else "real",
+        fake_prob=round(primary.fake_prob, 6),
+        uncertain=bool(reason),
+        uncertain_reason=reason,
+    )
+
+
+def _overall(faces: Sequence[FaceVerdict], threshold: float) -> Overall:
+    worst = max(faces, key=lambda f: f.fake_prob)
+    return Overall(label=worst.label, fake_prob=worst.fake_prob, uncertain=worst.uncertain, threshold=threshold)
+
+
+# -- video ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VideoAnalysis:
+    """A video verdict plus what the app shows: the used frames, faces per frame, tracks, lip sequences."""
+
+    verdict: Verdict
+    sample: SampledVideo
+    faces: tuple[tuple[FaceCrop, ...], ...]  # per used frame
+    tracks: tuple[tuple[tuple[int, int], ...], ...]  # per face in the verdict: (frame position, face index)
+    lips: tuple[np.ndarray | None, ...]  # per face in the verdict: the (T, 64, 64, 3) lip crops, if computed
+
+
+def analyze_video(
+    source: str | os.PathLike,
+    *,
+    settings: Settings | None = None,
+    detectors: Sequence[Detector] | None = None,
+    progress: Progress | None = None,
+) -> Verdict:
+    """Analyse one video file; see `run_video` (this returns only the Verdict)."""
+    return run_video(source, settings=settings, detectors=detectors, progress=progress).verdict
+
+
+def run_video(
+    source: str | os.PathLike,
+    *,
+    settings: Settings | None = None,
+    detectors: Sequence[Detector] | None = None,
+    progress: Progress | None = None,
+) -> VideoAnalysis:
+    """Frames chosen by motion -> faces tracked across them -> every detector -> one verdict per track.
+
+    Image detectors score every tracked face in every used frame (batched); video detectors score each track's
+    lip sequence. The first detector decides (`settings.video_detectors`); the video's verdict is its most-fake
+    track among tracks seen in at least a quarter of the frames with faces.
+    """
+    settings = settings or Settings()
+    report = progress or (lambda fraction, what: None)
+    t0 = time.perf_counter()
+    provenance = provenance_of(source, max_bytes=settings.video.max_file_bytes, kind="video")
+    provenance_ms = (time.perf_counter() - t0) * 1000
+    dets = list(detectors) if detectors is not None else load_detectors(settings, settings.video_detectors)
+    if not dets:
+        raise UdfdError("no detector configured: set UDFD_VIDEO_DETECTORS (e.g. lip_lstm,vit)")
+    face_detector = get_face_detector(settings.faces)
+    timings: dict[str, float] = {}
+    sample = sample_video(source, settings.video, progress=lambda f, w: report(0.5 * f, w),
+                          roi_finder=lambda frame: faces_region(frame, settings, face_detector))
+    timings |= sample.timings_ms  # decode, motion (the rest of sampling is bookkeeping)
+    timings["provenance"] = provenance_ms
+
+    t0 = time.perf_counter()
+    frame_faces, tracks, found = track_video_faces(
+        sample.frames, settings, progress=lambda f, w: report(0.5 + 0.3 * f, w), face_detector=face_detector)
+    timings["faces"] = (time.perf_counter() - t0) * 1000
+
+    lips: list[np.ndarray | None] = [None] * len(tracks)
+    lips_found = 0
+    if any(d.modality == "video" for d in dets):
+        t0 = time.perf_counter()
+        lips, lips_found = lip_sequences(frame_faces, tracks, found, settings.video.lip_size)
+        timings["lips"] = (time.perf_counter() - t0) * 1000
+    report(0.85, "scoring")
+
+    track_scores: dict[str, list[Score | None]] = {}
+    frame_scores: dict[str, tuple[float | None, ...]] = {}
+    for det in dets:
+        t0 = time.perf_counter()
+        if det.modality == "video":
+            track_scores[det.name] = _score_sequences(det, lips)
+        else:
+            track_scores[det.name], frame_scores[det.name] = _score_frames(det, frame_faces, tracks)
+        timings[det.name] = (time.perf_counter() - t0) * 1000
+    report(1.0, "done")
+
+    verdicts = []
+    for i, track in enumerate(tracks):
+        scores = [s[i] for s in track_scores.values() if s[i] is not None]
+        t, j = track[len(track) // 2]
+        verdicts.append(_face_verdict(frame_faces[t][j], scores, band=settings.uncertain_band,
+                                      disagreement=settings.disagreement))
+    with_faces = sum(1 for faces in frame_faces if faces[0].face_found)
+    eligible = [i for i, tr in enumerate(tracks) if found[i] and len(tr) >= max(2, 0.25 * with_faces)]
+    eligible = eligible or list(range(len(tracks)))
+    summary = _video_summary(sample, tracks, track_scores, frame_scores, eligible, lips_found)
+    timings["total"] = sum(timings.values())
+    verdict = Verdict(
+        file=sample.source, kind="video", faces=tuple(verdicts),
+        overall=apply_evidence(_overall([verdicts[i] for i in eligible], dets[0].threshold), provenance),
+        model_versions={d.name: d.version for d in dets}, timings_ms=timings,
+        width=sample.info.width, height=sample.info.height,
+        notes=tuple(_video_notes(sample, tracks, found, dets, eligible) + _provenance_notes(provenance)),
+        video=summary, provenance=provenance,
+    )
+    return VideoAnalysis(verdict, sample, tuple(frame_faces), tuple(tuple(tr) for tr in tracks), tuple(lips))
+
+
+def faces_region(frame: np.ndarray, settings: Settings, face_detector: FaceDetector) -> Box | None:
+    """The box around every face in `frame` (where motion is measured), or None without a face."""
+    faces = [f for f in detect_faces(frame, settings.faces, detector=face_detector) if f.face_found]
+    if not faces:
+        return None
+    return (min(f.box[0] for f in faces), min(f.box[1] for f in faces),
+            max(f.box[2] for f in faces), max(f.box[3] for f in faces))
+
+
+def track_video_faces(
+    frames: Sequence[np.ndarray], settings: Settings, *, progress: Progress | None = None,
+    face_detector: FaceDetector | None = None,
+) -> tuple[list[tuple[FaceCrop, ...]], list[list[tuple[int, int]]], list[bool]]:
+    """Faces in every frame, linked into tracks (longest first), and whether each track is a real face.
+
+    With no face in any frame, one track of whole frames stands in (face found: False), as for images.
+    """
+    face_detector = face_detector or get_face_detector(settings.faces)
+    frame_faces = []
+    for t, frame in enumerate(frames):
+        frame_faces.append(tuple(detect_faces(frame, settings.faces, detector=face_detector)))
+        if progress:
+            progress((t + 1) / len(frames), "finding faces")
+    tracks = track_faces([[f.box for f in faces if f.face_found] for faces in frame_faces])
+    if not tracks:
+        tracks = [[(t, 0) for t in range(len(frame_faces))]]
+    tracks.sort(key=len, reverse=True)
+    found = [frame_faces[tr[0][0]][tr[0][1]].face_found for tr in tracks]
+    return frame_faces, tracks, found
+
+
+def lip_sequences(frame_faces: Sequence[Sequence[FaceCrop]], tracks: Sequence[Sequence[tuple[int, int]]],
+                   found: Sequence[bool], size: int) -> tuple[list[np.ndarray | None], int]:
+    cropper = get_lip_cropper()
+    out: list[np.ndarray | None] = []
+    mesh = 0
+    for track, has_face in zip(tracks, found, strict=True):
+        if not has_face:
+            out.append(None)
+            continue
+        crops = []
+        for t, j in track:
+            lip, ok = cropper.lip_crop(frame_faces[t][j].pixels, size=size)
+            crops.append(lip)
+            mesh += ok
+        out.append(np.stack(crops))
+    return out, mesh
+
+
+def _score_sequences(det: Detector, lips: Sequence[np.ndarray | None]) -> list[Score | None]:
+    present = [i for i, seq in enumerate(lips) if seq is not None]
+    scores: list[Score | None] = [None] * len(lips)
+    if present:
+        for i, s in zip(present, det.predict(det.preprocess([lips[i] for i in present])), strict=True):
+            scores[i] = s
+    return scores
+
+
+def _score_frames(det: Detector, frame_faces: Sequence[Sequence[FaceCrop]],
+                  tracks: Sequence[Sequence[tuple[int, int]]]) -> tuple[list[Score | None], tuple[float | None, ...]]:
+    """Image detector on every tracked face (batches of 32): per-track mean score and per-frame maximum."""
+    keys = [key for track in tracks for key in track]
+    probs: dict[tuple[int, int], float] = {}
+    for start in range(0, len(keys), 32):
+        chunk = keys[start:start + 32]
+        batch = det.preprocess([frame_faces[t][j].pixels for t, j in chunk])
+        probs |= {k: s.fake_prob for k, s in zip(chunk, det.predict(batch), strict=True)}
+    track_scores: list[Score | None] = [
+        Score(det.name, float(np.mean([probs[k] for k in track])), det.threshold) for track in tracks
+    ]
+    per_frame: list[float | None] = [None] * len(frame_faces)
+    for (t, _), p in probs.items():
+        per_frame[t] = p if per_frame[t] is None else max(per_frame[t], p)
+    return track_scores, tuple(per_frame)
+
+
+def _video_summary(sample: SampledVideo, tracks: Sequence[Sequence[tuple[int, int]]],
+                   track_scores: dict[str, list[Score | None]], frame_scores: dict[str, tuple[float | None, ...]],
+                   eligible: Sequence[int], lips_found: int) -> VideoSummary:
+    video_scores: dict[str, dict[str, float]] = {}
+    for name, scores in track_scores.items():
+        values = [scores[i].fake_prob for i in eligible if scores[i] is not None]
+        entry = {"score": max(values)} if values else {}
+        frames = [v for v in frame_scores.get(name, ()) if v is not None]
+        if frames:
+            entry |= {"frame_mean": float(np.mean(frames)), "frame_max": float(np.max(frames))}
+        video_scores[name] = entry
+    return VideoSummary(
+        fps=sample.info.fps, duration_s=sample.info.duration_s, frames_decoded=sample.info.frame_count,
+        frames_used=sample.indices, selection=sample.selection, truncated=sample.truncated,
+        motion=tuple(float(sample.magnitudes[i]) for i in sample.indices), frame_scores=frame_scores,
+        video_scores=video_scores, tracks=tuple(tuple(t for t, _ in track) for track in tracks),
+        lips_found=lips_found,
+    )
+
+
+def _video_notes(sample: SampledVideo, tracks: Sequence[Sequence[tuple[int, int]]], found: Sequence[bool],
+                 dets: Sequence[Detector], eligible: Sequence[int]) -> list[str]:
+    notes = []
+    if sample.truncated:
+        notes.append(f"only the first {sample.info.frame_count} frames were analysed (video length limit)")
+    if sample.selection == "uniform_fallback":
+        notes.append(f"too few frames with motion above the threshold: {len(sample.indices)} frames spread "
+                     "uniformly were used instead of the optical-flow selection")
+    if not any(found):
+        notes.append("no face found in any used frame: whole frames were scored"
+                     + ("; video detectors need a face and were not applied" if any(d.modality == "video"
+                                                                                    for d in dets) else ""))
+    elif len(tracks) > 1:
+        notes.append(f"{len(tracks)} face tracks; the verdict is the most-fake of the {len(eligible)} seen in "
+                     "at least a quarter of the frames with faces")
+    return notes
