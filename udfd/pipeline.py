@@ -123,9 +123,9 @@ def compare_image(
 ) -> Comparison:
     """Run every given detector on every face; with `explain`, each explainable detector's default heat-maps.
 
-    The Verdict inside is decided by the first detector, as in `analyze_image`. `unavailable` (name -> reason)
-    is carried through so that callers can show which detectors were left out and why. For an already decoded
-    `Image`, pass the file's `provenance` (or it is reported as not checked).
+    The Verdict inside is decided by the first detector, as in `analyze_image` (strong provenance evidence
+    included; pass `provenance` when `source` is an already decoded `Image`). `unavailable` (name -> reason)
+    is carried through so that callers can show which detectors were left out and why.
     """
     settings = settings or Settings()
     image = _decode(source, settings=settings, name=name)
