@@ -474,3 +474,16 @@ def test_compare_carries_provenance():
 
     d = compare_image(_png({"workflow": "{}"}), detectors=[_SaysReal()], settings=Settings(), explain=False).to_dict()
     assert d["provenance"]["metadata"]["fields"][0]["generator"] == "ComfyUI" and "comparison" in d
+
+
+def test_cli_trust_anchors_option(chain, tmp_path, capsys):
+    from udfd.cli.main import main
+
+    signed = tmp_path / "ai.jpg"
+    signed.write_bytes(_sign(chain, _encode(_noise(), "JPEG"), "image/jpeg", AI))
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_text(chain[2], encoding="utf-8")
+    assert main(["provenance", str(signed), "--trust-anchors", str(anchors)]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["c2pa"]["validation_state"] == "Trusted" and d["strong"]
+    assert main(["provenance", str(signed), "--trust-anchors", str(tmp_path / "missing.pem")]) == 2

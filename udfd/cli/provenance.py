@@ -18,14 +18,24 @@ def add_commands(sub: Any) -> None:
     pv = sub.add_parser("provenance", help="C2PA manifest, invisible watermarks and generator metadata of files "
                         "(JSON Lines; no models loaded)")
     pv.add_argument("paths", nargs="+", type=Path, help="image or video files, or folders of them")
+    pv.add_argument("--trust-anchors", type=Path, help="PEM file of extra C2PA trust anchors (default: "
+                    "$UDFD_C2PA_TRUST_ANCHORS); manifests signed under them validate as Trusted")
     # loads_models=False: main() skips importing torch for this command
     pv.set_defaults(func=cmd_provenance, detector=None, loads_models=False)
 
 
 def cmd_provenance(args: argparse.Namespace, settings: Settings) -> int:
+    from udfd.errors import UdfdError
     from udfd.media import iter_image_files
     from udfd.provenance import read_provenance
     from udfd.video import is_video, iter_video_files
+
+    anchors = None
+    if args.trust_anchors:
+        try:
+            anchors = args.trust_anchors.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UdfdError(f"--trust-anchors {args.trust_anchors}: cannot be read: {e}") from e
 
     missing = [p for p in args.paths if not p.exists()]
     for p in missing:
@@ -37,6 +47,6 @@ def cmd_provenance(args: argparse.Namespace, settings: Settings) -> int:
     for path in files:
         video = is_video(path)
         limit = settings.video.max_file_bytes if video else settings.max_file_bytes
-        prov = read_provenance(path, max_bytes=limit, kind="video" if video else "image")
+        prov = read_provenance(path, max_bytes=limit, kind="video" if video else "image", trust_anchors=anchors)
         print(json.dumps({"file": str(path)} | prov.to_dict()), flush=True)
     return 1 if missing else 0
