@@ -29,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING - 10 * args.verbose, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
-    from udfd.fast import set_threads  # imports torch: not needed for --help
+    if getattr(args, "loads_models", True):  # `udfd provenance` loads no model, so it need not import torch
+        from udfd.fast import set_threads  # imports torch: not needed for --help
 
-    log.debug("torch threads: %d", set_threads(settings.threads))
+        log.debug("torch threads: %d", set_threads(settings.threads))
     if getattr(args, "detector", None):
         settings = replace(settings, detectors=tuple(args.detector))
     try:
@@ -102,15 +103,18 @@ def _parser() -> argparse.ArgumentParser:
 
     from udfd.cli.fairness import add_commands as add_fairness
     from udfd.cli.feedback import add_commands  # feedback stats|export, retrain
+    from udfd.cli.provenance import add_commands as add_provenance
 
     add_commands(sub)
     add_fairness(sub)
+    add_provenance(sub)
     return p
 
 
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     from udfd.media import image_limits, iter_image_files, read_image
     from udfd.pipeline import analyze_image, analyze_video, load_detectors
+    from udfd.provenance import read_provenance
     from udfd.video import is_video, iter_video_files
 
     files = sorted(set(iter_image_files(args.paths)) | set(iter_video_files(args.paths)))
@@ -128,7 +132,8 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
                 verdict = analyze_video(path, settings=settings, detectors=video_detectors)
             else:
                 image = read_image(path, max_file_bytes=settings.max_file_bytes, **image_limits(settings))
-                verdict = analyze_image(image, settings=settings, detectors=detectors)
+                provenance = read_provenance(path, max_bytes=settings.max_file_bytes, pixels=image.pixels)
+                verdict = analyze_image(image, settings=settings, detectors=detectors, provenance=provenance)
                 saved = _save_explanations(args, image, verdict, detectors) if args.explain else None
         except UdfdError as e:
             failed += 1
