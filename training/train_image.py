@@ -27,6 +27,7 @@ from training.augment import AugmentConfig, augment  # noqa: E402
 from training.data import Sample, cached_crops, list_samples, save_split, split_samples, synthetic_dataset  # noqa: E402
 from training.loso import loso_card_section, loso_split, subsample, write_run_scores  # noqa: E402
 from training.options import common_parser, resolve, training_record  # noqa: E402
+from training.sbi_data import SBI_MODES, sbi_setup, write_sbi_card  # noqa: E402
 from udfd.cards import render_card, robustness_markdown, write_card  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.detectors.base import get_family  # noqa: E402
@@ -72,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scores-dir", help="write the ensemble's score file runs/scores/<member>/<fold>.csv here")
     p.add_argument("--member", help="member name for --scores-dir (e.g. lite0_ft)")
     p.add_argument("--loso-results", help="JSON from `training/loso.py summary --out`: the LOSO table of the card")
+    p.add_argument("--sbi", choices=SBI_MODES, default="off", help="self-blended images (training/sbi.py): only = "
+                   "train reals vs their self-blends, data fakes ignored; mix = data fakes + self-blends")
+    p.add_argument("--sbi-epoch-size", type=int, default=0, help="with --sbi: images drawn per epoch (0 = all)")
     p.add_argument("--eval-only", action="store_true",
                    help="no training: recalibrate and re-evaluate the checkpoint already in --output")
     args = p.parse_args(argv)
@@ -206,9 +210,11 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
     train_idx, transforms = split["train"], None
     if args.balance:
         train_idx, transforms, args.balance_counts = balanced_train(args, root, samples, labels, split["train"])
-    train_dl = torch.utils.data.DataLoader(CropDataset(crops, labels, train_idx, detector, train=True,
-                                                       seed=args.seed, transforms=transforms),
-                                           batch_size=args.batch_size, shuffle=True)
+    train_ds = CropDataset(crops, labels, train_idx, detector, train=True, seed=args.seed, transforms=transforms)
+    val_crops, val_labels, val_idx = crops, labels, split["val"]
+    if args.sbi != "off":  # self-blends drawn per epoch; early stopping on val reals + fixed self-blends (sbi_data)
+        train_ds, (val_crops, val_labels, val_idx), args.sbi_summary = sbi_setup(args, crops, labels, split, detector)
+    train_dl = torch.utils.data.DataLoader(train_ds, batch_size=args.batch_size, shuffle=True)
     optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[args.optimizer]
     opt = optimizer(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     model, opt, train_dl = accelerator.prepare(model, opt, train_dl)
@@ -235,10 +241,10 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
             if args.schedule == "onecycle":
                 cycle.step()
             total, seen = total + loss.item() * len(y), seen + len(y)
-        val_logits = _run_eval(detector, crops, split["val"], args.batch_size)
+        val_logits = _run_eval(detector, val_crops, val_idx, args.batch_size)
         val_loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(val_logits),
-                                                           torch.from_numpy(labels[split["val"]])))
-        val_auc = binary_metrics(labels[split["val"]], torch.softmax(torch.from_numpy(val_logits), 1)[:, 1])["roc_auc"]
+                                                           torch.from_numpy(val_labels[val_idx])))
+        val_auc = binary_metrics(val_labels[val_idx], torch.softmax(torch.from_numpy(val_logits), 1)[:, 1])["roc_auc"]
         if args.schedule != "onecycle":
             sched.step(val_loss)
         accelerator.log({"train_loss": total / max(seen, 1), "val_loss": val_loss, "val_auc": val_auc or 0.0,
@@ -256,6 +262,8 @@ def main(argv: list[str] | None = None, *, hf_api: Any = None) -> Path:
     accelerator.end_training()
     if accelerator.is_main_process:
         _finish(args, detector, crops, labels, samples, split, root, hf_api=hf_api)
+        if args.sbi != "off":
+            write_sbi_card(args.output, args.sbi_summary)
     return args.output
 
 
