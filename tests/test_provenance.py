@@ -348,6 +348,8 @@ def test_a_huge_xmp_packet_is_answered_in_time():
     assert time.perf_counter() - t0 < 3 * TIME_LIMIT_S
     assert p.metadata.status in ("absent", "error", "found")  # the marker lies past the scanned part: not found
     assert not any(f.declares_ai for f in p.metadata.fields)
+    v = _verdict(_encode(_noise(), "PNG", pnginfo=info))  # and the verdict still arrives
+    assert v.provenance is not None and v.overall.basis == "detectors"
 
 
 # -- the command -------------------------------------------------------------------------------------------------
