@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "udfd"
 LAYERS = {"core": 0, "rooms": 1, "edges": 2}
-ROOMS = ("feedback", "evaluation")
+ROOMS = ("feedback", "evaluation", "scan")
 EDGES = ("bench", "cli", "ui")
 
 
