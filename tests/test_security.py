@@ -440,3 +440,44 @@ def test_fuzzed_images_give_a_clear_error_or_an_image_never_a_crash() -> None:
     assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
     counts = json.loads(out.stdout.splitlines()[-1])
     assert counts["decoded"] > 20 and counts["refused"] > 20, counts  # both paths were exercised
+
+
+# -- 8. verdicts with nothing behind them are "cannot tell" ------------------------------------------------------
+def test_a_1x1_image_is_uncertain_with_the_reason(tiny_settings) -> None:
+    from udfd.pipeline import analyze_image
+
+    settings = dataclasses.replace(tiny_settings, uncertain_band=0.0)  # the score alone never makes it uncertain
+    v = analyze_image(_png(1, 1), settings=settings, name="dot.png")
+    assert (v.width, v.height) == (1, 1)
+    assert v.overall.uncertain and v.overall.text.endswith("(uncertain)")
+    assert v.faces[0].uncertain_reason == "no_face"
+    assert any("cannot tell" in n for n in v.notes)
+
+
+def test_input_reason_marks_whole_image_fallbacks_and_tiny_faces() -> None:
+    from udfd.pipeline import MIN_FACE_SIDE, input_reason
+    from udfd.types import FaceCrop
+
+    def crop(side: int, found: bool = True) -> FaceCrop:
+        return FaceCrop(np.zeros((side, side, 3), np.uint8), (0, 0, side, side), 0.9 if found else 0.0, found)
+
+    assert input_reason(crop(200, found=False)) == "no_face"
+    assert input_reason(crop(MIN_FACE_SIDE - 1)) == "small_face"
+    assert input_reason(crop(MIN_FACE_SIDE)) == ""
+
+
+def test_a_capped_face_count_is_said(tiny_settings) -> None:
+    from udfd.pipeline import analyze_image
+    from udfd.types import FaceCrop
+
+    class Many:
+        def detect(self, pixels):  # 30 "faces" on a grid
+            return [FaceCrop(pixels[y:y + 40, x:x + 40].copy(), (x, y, x + 40, y + 40), 0.9)
+                    for y in range(0, 240, 48) for x in range(0, 288, 48)]
+
+    from unittest import mock
+
+    with mock.patch("udfd.pipeline.get_face_detector", return_value=Many()):
+        v = analyze_image(_png(320, 256), settings=tiny_settings)
+    assert len(v.faces) == tiny_settings.faces.max_faces == 20
+    assert any("only the 20 largest faces were analysed" in n for n in v.notes)

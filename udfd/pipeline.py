@@ -26,6 +26,8 @@ from udfd.video import Progress, SampledVideo, sample_video, track_faces
 
 log = logging.getLogger(__name__)
 
+MIN_FACE_SIDE = 24  # px: a smaller face crop has too little detail for any detector (its verdict is uncertain)
+
 
 def load_detectors(settings: Settings, names: Sequence[str] | None = None) -> list[Detector]:
     return [load_detector(n, settings=settings) for n in (names or settings.detectors)]
@@ -85,9 +87,15 @@ def analyze_image(
                      f"{image.size[0]}\N{MULTIPLICATION SIGN}{image.size[1]} (UDFD_WORK_SIDE); boxes are in the "
                      "file's pixels")
     if not faces[0].face_found:
-        notes.append("no face found: the whole image was scored as one face")
+        notes.append("no face found: the whole image was scored as one face, so the verdict is uncertain "
+                     "(cannot tell)")
     elif len(faces) > 1:
         notes.append(f"{len(faces)} faces found: the overall verdict is the most-fake face")
+    if faces[0].face_found and len(faces) >= settings.faces.max_faces:
+        notes.append(f"only the {settings.faces.max_faces} largest faces were analysed (max_faces): there may be "
+                     "more in the image")
+    if any(face_verdicts[i].uncertain_reason == "small_face" for i in range(len(faces))):
+        notes.append(f"a face smaller than {MIN_FACE_SIDE} px is too small to judge: its verdict is uncertain")
     notes += _provenance_notes(provenance)
     timings["total"] = sum(timings.values())
     return Verdict(
@@ -183,10 +191,21 @@ def uncertainty(scores: Sequence[Score], *, band: float, disagreement: float | N
     return ""
 
 
+def input_reason(face: FaceCrop) -> str:
+    """Why a face's score has nothing behind it, whatever its value: "no_face" (no face was found, the whole image
+    or frame was scored) or "small_face" (a crop under MIN_FACE_SIDE px, upscaled to the detector's size); "" when
+    the input is fine. Such verdicts are "cannot tell" (uncertain). Pure."""
+    if not face.face_found:
+        return "no_face"
+    if min(face.pixels.shape[:2]) < MIN_FACE_SIDE:
+        return "small_face"
+    return ""
+
+
 def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float, disagreement: float | None = None,
                   spread: float = 0.0, box: Box | None = None) -> FaceVerdict:
     primary = scores[0]
-    reason = uncertainty(scores, band=band, disagreement=disagreement, spread=spread)
+    reason = uncertainty(scores, band=band, disagreement=disagreement, spread=spread) or input_reason(face)
     return FaceVerdict(
         box=face.box if box is None else box,
         face_found=face.face_found,
@@ -406,7 +425,7 @@ def _video_notes(sample: SampledVideo, tracks: Sequence[Sequence[tuple[int, int]
         notes.append(f"too few frames with motion above the threshold: {len(sample.indices)} frames spread "
                      "uniformly were used instead of the optical-flow selection")
     if not any(found):
-        notes.append("no face found in any used frame: whole frames were scored"
+        notes.append("no face found in any used frame: whole frames were scored, so the verdict is uncertain"
                      + ("; video detectors need a face and were not applied" if any(d.modality == "video"
                                                                                     for d in dets) else ""))
     elif len(tracks) > 1:

@@ -90,7 +90,8 @@ class FaceVerdict:
     fake_prob: float
     uncertain: bool
     # Why it is uncertain: "band" (near the threshold), "tta" (near it once the band is widened by the spread of
-    # test-time-augmented scores), "disagreement" (detectors call it differently); "" when certain.
+    # test-time-augmented scores), "disagreement" (detectors call it differently), "no_face" (no face found: the
+    # whole image or frame was scored), "small_face" (a crop too small to judge); "" when certain.
     uncertain_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
