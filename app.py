@@ -20,9 +20,14 @@ from udfd.detectors.base import Detector  # noqa: E402
 from udfd.fast import set_threads  # noqa: E402
 from udfd.ui.compare import build_compare_tab  # noqa: E402
 from udfd.ui.image import analyze, build_image_tab, load_models, payload_file  # noqa: E402,F401  (analyze: API)
+from udfd.ui.public import hide_paths  # noqa: E402
 from udfd.ui.video import build_video_tab  # noqa: E402
 
 log = logging.getLogger("udfd.app")
+
+# Gradio's cache (uploads, annotated images, heat-maps): every 30 min, files older than 1 h are deleted (and all of
+# them when the server restarts), so that the folder does not grow without limit.
+CACHE_CLEANUP = (1800, 3600)
 
 ABOUT = """
 **About.** UDFD is a research tool. Its probabilities are a model's opinion, not proof that an image was or
@@ -44,12 +49,13 @@ def build_app(
     settings = settings or Settings.from_env()
     if available is None:
         available, unavailable = load_models(settings)
-    unavailable = unavailable or {}
+    # Visitors see model names and reasons without server paths (the log has them: see load_models).
+    unavailable = {name: hide_paths(reason) for name, reason in (unavailable or {}).items()}
     nothing = "; ".join(f"{k}: {v}" for k, v in unavailable.items()) if not available else ""
     video_only = {k for k, d in available.items() if d.modality != "image"}
     all_detectors, available = available, {k: d for k, d in available.items() if k not in video_only}
 
-    with gr.Blocks(title="UDFD deepfake detector") as demo:
+    with gr.Blocks(title="UDFD deepfake detector", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown("# UDFD: deepfake detector for faces in images and videos")
         gr.Markdown(
             f"**Model unavailable, analysis is switched off:** {nothing}" if nothing else "", visible=bool(nothing)

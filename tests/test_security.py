@@ -481,3 +481,32 @@ def test_a_capped_face_count_is_said(tiny_settings) -> None:
         v = analyze_image(_png(320, 256), settings=tiny_settings)
     assert len(v.faces) == tiny_settings.faces.max_faces == 20
     assert any("only the 20 largest faces were analysed" in n for n in v.notes)
+
+
+# -- 10, 11. the cache is cleaned; visitors never see server paths ------------------------------------------------
+def test_visitors_see_model_names_not_server_paths(tmp_path: Path, tiny_vit_dir: Path) -> None:
+    from udfd.config import PROJECT_ROOT
+    from udfd.detectors import families
+
+    settings = _settings(tiny_vit_dir, tmp_path / "fb", flags_per_minute=10)
+    secret = f"model folder {PROJECT_ROOT}/models/udfd-clip does not exist"
+    det = families()["vit"].create(families()["vit"].tiny_arch)
+    det.name = "vit"
+    demo = app.build_app(settings, available={"vit": det}, unavailable={"clip": secret})
+    assert demo.delete_cache == app.CACHE_CLEANUP  # Gradio deletes old cache files (issue 14, item 10)
+    with serve(demo, max_file_size=app.upload_limit(settings)) as url:
+        with urllib.request.urlopen(f"{url}config", timeout=30) as r:
+            config = r.read().decode()
+        assert "udfd-clip does not exist" in config  # the reason is shown ...
+        assert str(PROJECT_ROOT) not in config and str(tmp_path) not in config  # ... without any server path
+        _still_serves(url)
+
+
+def test_hide_paths_keeps_names_and_model_references() -> None:
+    from udfd.ui.public import hide_paths
+
+    assert hide_paths("model folder /srv/udfd/models/udfd-clip does not exist") == \
+        "model folder udfd-clip does not exist"
+    assert hide_paths("local-dir:/srv/m/udfd-vit: no config.json") == "local-dir:udfd-vit: no config.json"
+    assert hide_paths("YuNet model not found at '/opt/yunet.onnx'") == "YuNet model not found at 'yunet.onnx'"
+    assert hide_paths("hf-hub:org/repo is not cached; ratio 1/2") == "hf-hub:org/repo is not cached; ratio 1/2"

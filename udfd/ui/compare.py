@@ -24,6 +24,7 @@ from udfd.explain import METHOD_LABELS, explain_methods, explain_note, explain_v
 from udfd.media import decode_image, image_limits, read_image
 from udfd.pipeline import compare_image
 from udfd.types import Heatmap, Image, Verdict
+from udfd.ui.public import hide_paths
 
 AUTO = "auto"
 EXPLAIN_INFO = (
@@ -155,7 +156,7 @@ def build_compare_tab(
                 explain=bool(heatmaps),
             )
         except UdfdError as e:
-            raise gr.Error(str(e), print_exception=False) from e
+            raise gr.Error(hide_paths(str(e)), print_exception=False) from e
         return (
             comparison_table(comparison),
             comparison_bars(comparison),

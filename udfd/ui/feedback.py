@@ -32,6 +32,7 @@ from udfd.loader import current_detector
 from udfd.media import decode_image, image_limits, read_image
 from udfd.pipeline import analyze_image
 from udfd.types import FeedbackRecord, Label
+from udfd.ui.public import hide_paths
 from udfd.ui.uploads import decode_data_url, read_upload
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         try:
             verdict = analyze_image(image, settings=self.settings, detectors=[det])
         except UdfdError as e:
-            raise gr.Error(str(e), print_exception=False) from e
+            raise gr.Error(hide_paths(str(e)), print_exception=False) from e
         k = max(range(len(verdict.faces)), key=lambda i: verdict.faces[i].fake_prob)
         face = verdict.faces[k]
         predicted: Label = verdict.overall.label
@@ -220,7 +221,7 @@ def feedback_row(image: gr.components.Component, detector: gr.components.Compone
         rec = callback.flag_record([data if data is not None else path, name, agreed], choice, flag_id=key)
         return {"id": rec.id, "user_label": rec.user_label, "predicted_label": rec.predicted_label,
                 "protector_decision": rec.protector_decision, "protector_score": rec.protector_score,
-                "reason": rec.reason, "image_stored": rec.image_file is not None, "already_stored": duplicate}
+                "reason": hide_paths(rec.reason), "image_stored": rec.image_file is not None, "already_stored": duplicate}
 
     def on_button(payload: Any, name: str | None, agreed: bool, choice: str, request: gr.Request | None) -> str:
         return _thanks(on_flag(payload, name, choice, agreed, request=request))

@@ -25,6 +25,7 @@ from udfd.pipeline import analyze_image, load_detectors
 from udfd.types import Verdict
 from udfd.ui.compare import explanation_views, method_dropdown, method_update
 from udfd.ui.feedback import feedback_row
+from udfd.ui.public import hide_paths
 from udfd.ui.uploads import read_upload
 
 log = logging.getLogger("udfd.app")
@@ -86,7 +87,8 @@ def analyze(
     except MediaError as e:
         raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
     except UdfdError as e:
-        raise gr.Error(str(e), print_exception=False) from e
+        log.warning("analysis of %s failed: %s", name, e)
+        raise gr.Error(hide_paths(str(e)), print_exception=False) from e
     return (
         draw_verdict(image.pixels, verdict),
         verdict.overall.text,

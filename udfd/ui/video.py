@@ -23,6 +23,7 @@ from udfd.errors import MediaError, UdfdError
 from udfd.feedback.store import new_record
 from udfd.pipeline import VideoAnalysis, run_video
 from udfd.ui.feedback import CHOICES, StoreFlaggingCallback
+from udfd.ui.public import hide_paths
 from udfd.ui.uploads import read_upload
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def _flag_row(flagging: StoreFlaggingCallback, state: gr.State, available: dict[
         stored = flagging.flag_face(record, screen_with, last["face"], consent=bool(agreed))
         kept = "the face crop was stored" if stored.image_file else "only scores and the video hash were stored"
         return (f"Thank you: recorded as **{stored.user_label}** (model said {stored.predicted_label}); "
-                f"protector: {stored.protector_decision} — {stored.reason}; {kept}.")
+                f"protector: {stored.protector_decision} — {hide_paths(stored.reason)}; {kept}.")
 
     for choice, button in buttons.items():
         button.click(_bind(on_flag, choice), inputs=[state, consent], outputs=message, api_visibility="private")
@@ -268,7 +269,7 @@ def run(path: str, settings: Settings, detectors: Sequence[Detector], *,
     except MediaError as e:
         raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
     except UdfdError as e:
-        raise gr.Error(str(e), print_exception=False) from e
+        raise gr.Error(hide_paths(str(e)), print_exception=False) from e
 
 
 def outputs(analysis: VideoAnalysis, settings: Settings, detectors: Sequence[Detector]) -> tuple[Any, ...]:
