@@ -510,3 +510,56 @@ def test_hide_paths_keeps_names_and_model_references() -> None:
     assert hide_paths("local-dir:/srv/m/udfd-vit: no config.json") == "local-dir:udfd-vit: no config.json"
     assert hide_paths("YuNet model not found at '/opt/yunet.onnx'") == "YuNet model not found at 'yunet.onnx'"
     assert hide_paths("hf-hub:org/repo is not cached; ratio 1/2") == "hf-hub:org/repo is not cached; ratio 1/2"
+
+
+# -- 6. a damaged video says how much of it was analysed; a video without a face is "cannot tell" ---------------
+def _mjpeg_avi(path: Path, frames: list[np.ndarray]) -> Path:
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (w, h))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_video_vit():
+    import torch
+
+    from udfd.detectors.vit import ViTDetector
+
+    torch.manual_seed(0)
+    det = ViTDetector.create(ViTDetector.tiny_arch)
+    det.module().eval()
+    return det
+
+
+def test_a_cut_video_reports_decoded_and_declared_frames(tmp_path: Path, tiny_video_vit) -> None:
+    from udfd.config import Settings, VideoSettings
+    from udfd.pipeline import analyze_video
+
+    rng = np.random.default_rng(0)
+    whole = _mjpeg_avi(tmp_path / "whole.avi", [rng.integers(0, 256, (96, 128, 3), np.uint8) for _ in range(30)])
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # the header still declares 30 frames
+    settings = Settings(video=VideoSettings(frames=4, selection="uniform"))
+    v = analyze_video(cut, settings=settings, detectors=[tiny_video_vit])
+    assert v.video.frames_declared == 30 and 0 < v.video.frames_decoded < 30
+    assert any(f"{v.video.frames_decoded} of the 30 frames it declares" in n for n in v.notes), v.notes
+    assert v.to_dict()["video"]["frames_declared"] == 30
+    full = analyze_video(whole, settings=settings, detectors=[tiny_video_vit])
+    assert full.video.frames_decoded == 30 and not any("ended early" in n for n in full.notes)
+    # no face in any frame: whole frames were scored, so the verdict is uncertain (item 8)
+    assert full.overall.uncertain and full.faces[0].uncertain_reason in ("no_face", "band")
+
+
+def test_video_frames_beyond_the_side_or_aspect_limits_are_refused(tmp_path: Path, tiny_video_vit) -> None:
+    from udfd.config import Settings
+    from udfd.errors import MediaError
+    from udfd.pipeline import analyze_video
+
+    path = _mjpeg_avi(tmp_path / "strip.avi", [np.full((16, 672, 3), 128, np.uint8)] * 3)  # 42 : 1
+    with pytest.raises(MediaError, match="video frame is 672\N{MULTIPLICATION SIGN}16 pixels: one side is more"):
+        analyze_video(path, settings=Settings(), detectors=[tiny_video_vit])

@@ -412,7 +412,7 @@ def _video_summary(sample: SampledVideo, tracks: Sequence[Sequence[tuple[int, in
         frames_used=sample.indices, selection=sample.selection, truncated=sample.truncated,
         motion=tuple(float(sample.magnitudes[i]) for i in sample.indices), frame_scores=frame_scores,
         video_scores=video_scores, tracks=tuple(tuple(t for t, _ in track) for track in tracks),
-        lips_found=lips_found,
+        lips_found=lips_found, frames_declared=sample.info.declared_frames,
     )
 
 
@@ -421,6 +421,9 @@ def _video_notes(sample: SampledVideo, tracks: Sequence[Sequence[tuple[int, int]
     notes = []
     if sample.truncated:
         notes.append(f"only the first {sample.info.frame_count} frames were analysed (video length limit)")
+    elif sample.info.ended_early:
+        notes.append(f"the file ended early: {sample.info.frame_count} of the {sample.info.declared_frames} frames "
+                     "it declares could be decoded (damaged or cut file); only those were analysed")
     if sample.selection == "uniform_fallback":
         notes.append(f"too few frames with motion above the threshold: {len(sample.indices)} frames spread "
                      "uniformly were used instead of the optical-flow selection")

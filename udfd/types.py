@@ -142,6 +142,7 @@ class VideoSummary:
     video_scores: dict[str, dict[str, float]]
     tracks: tuple[tuple[int, ...], ...]  # per face in `Verdict.faces`: the used-frame positions it appears in
     lips_found: int  # lip crops placed by FaceMesh landmarks (the rest fell back to the lower face)
+    frames_declared: int = 0  # the frame count the container declares (0: none); more than decoded = ended early
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -43,6 +43,12 @@ class VideoInfo:
     duration_s: float
     width: int
     height: int
+    declared_frames: int = 0  # what the container says it holds (0: not declared)
+
+    @property
+    def ended_early(self) -> bool:
+        """The file gave fewer frames than it declares (damaged or cut), beyond a 2 % rounding slack."""
+        return self.declared_frames > self.frame_count + max(1, self.declared_frames // 50)
 
 
 @dataclass(frozen=True)
@@ -263,7 +269,10 @@ def sample_video(
     if truncated:
         log.info("%s: analysed the first %d frames only (limits: %d frames, %.0f s)", name, n,
                  settings.max_frames, settings.max_seconds)
-    info = VideoInfo(fps=fps, frame_count=n, duration_s=n / fps if fps else 0.0, width=width, height=height)
+    info = VideoInfo(fps=fps, frame_count=n, duration_s=n / fps if fps else 0.0, width=width, height=height,
+                     declared_frames=max(declared, 0))
+    if not truncated and info.ended_early:
+        log.warning("%s: only %d of the %d frames the file declares could be decoded", name, n, declared)
     return SampledVideo(
         source=name, sha256=_sha256(path), info=info, indices=tuple(indices),
         frames=tuple(kept[i] for i in indices), magnitudes=np.asarray(mags, np.float32), selection=selection,

@@ -136,12 +136,17 @@ def lip_montage(analysis: VideoAnalysis) -> np.ndarray | None:
     return np.concatenate(rows, 0)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def notes_markdown(analysis: VideoAnalysis) -> str:
     v = analysis.verdict
     s = v.video
-    facts = (f"{s.frames_decoded} frames decoded ({s.duration_s:.1f} s at {s.fps:.2f} fps), "
-             f"{len(s.frames_used)} used ({s.selection.replace('_', ' ')}), {len(v.faces)} face track(s), "
-             f"lips placed by landmarks in {s.lips_found} crops")
+    declared = f" of {s.frames_declared} declared" if s.frames_declared > s.frames_decoded else ""
+    facts = (f"{_count(s.frames_decoded, 'frame')}{declared} decoded ({s.duration_s:.1f} s at {s.fps:.2f} fps), "
+             f"{len(s.frames_used)} used ({s.selection.replace('_', ' ')}), {_count(len(v.faces), 'face track')}, "
+             f"lips placed by landmarks in {_count(s.lips_found, 'crop')}")
     notes = "; ".join(v.notes)
     timing = ", ".join(f"{k} {ms / 1000:.1f} s" for k, ms in v.timings_ms.items())
     return f"**Video:** {facts}.{' **Notes:** ' + notes + '.' if notes else ''} **Time:** {timing}."
