@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
+from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see README "Speed"
@@ -21,6 +22,7 @@ from udfd.fast import set_threads  # noqa: E402
 from udfd.ui.compare import build_compare_tab  # noqa: E402
 from udfd.ui.image import analyze, build_image_tab, load_models, payload_file  # noqa: E402,F401  (analyze: API)
 from udfd.ui.public import hide_paths  # noqa: E402
+from udfd.ui.uploads import BodyLimit, inline_limit  # noqa: E402
 from udfd.ui.video import build_video_tab  # noqa: E402
 
 log = logging.getLogger("udfd.app")
@@ -28,6 +30,7 @@ log = logging.getLogger("udfd.app")
 # Gradio's cache (uploads, annotated images, heat-maps): every 30 min, files older than 1 h are deleted (and all of
 # them when the server restarts), so that the folder does not grow without limit.
 CACHE_CLEANUP = (1800, 3600)
+_FRAMING = 1024 * 1024  # bytes a request may carry beyond its payload (multipart headers, JSON around the data)
 
 ABOUT = """
 **About.** UDFD is a research tool. Its probabilities are a model's opinion, not proof that an image was or
@@ -77,6 +80,17 @@ def upload_limit(settings: Settings) -> int:
     return max(settings.max_file_bytes, settings.video.max_file_bytes)
 
 
+def launch_options(settings: Settings) -> dict[str, Any]:
+    """`demo.launch` keywords that bound what one request may send: uploads up to `upload_limit` (each handler
+    then applies its own kind's limit), and request bodies up to that (uploads) or to the inline-data limit of
+    images (every other request), plus 1 MB of framing."""
+    from starlette.middleware import Middleware
+
+    body = Middleware(BodyLimit, upload_bytes=upload_limit(settings) + _FRAMING,
+                      other_bytes=inline_limit(settings.max_file_bytes) + _FRAMING)
+    return {"max_file_size": upload_limit(settings), "app_kwargs": {"middleware": [body]}}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description="Run the UDFD Gradio app.")
@@ -101,8 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Every endpoint runs at most `concurrency` requests at once; at most `queue_size` wait (UDFD_CONCURRENCY,
     # UDFD_QUEUE_SIZE). Bounded memory: one model copy per process, at most `concurrency` batches in flight.
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
-    # Uploads of either kind up to the larger limit; each handler then applies its own kind's limit.
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=upload_limit(settings))
+    demo.launch(server_name=args.host, server_port=args.port, **launch_options(settings))
 
 
 if __name__ == "__main__":

@@ -105,11 +105,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(demo, *, max_file_size: int | None = None) -> Iterator[str]:
-    """Launch a Blocks app on a free loopback port (queued, 2 at a time), yield its URL, close it afterwards."""
+def serve(demo, *, max_file_size: int | None = None, **launch) -> Iterator[str]:
+    """Launch a Blocks app on a free loopback port (queued, 2 at a time), yield its URL, close it afterwards.
+    `launch` holds further `demo.launch` keywords (e.g. app.launch_options(settings)'s `app_kwargs`)."""
     demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_port=free_port(), server_name="127.0.0.1", quiet=True,
-                            max_file_size=max_file_size)
+                            max_file_size=max_file_size, **launch)
     try:
         yield url
     finally:

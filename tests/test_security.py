@@ -146,7 +146,7 @@ def test_inline_limit_is_checked_on_the_text_before_decoding(monkeypatch) -> Non
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_vit_dir: Path):
     tmp = tmp_path_factory.mktemp("security")
     settings = _settings(tiny_vit_dir, tmp / "fb", flags_per_minute=1000)  # the limit has its own test
-    with serve(app.build_app(settings), max_file_size=app.upload_limit(settings)) as url:
+    with serve(app.build_app(settings), **app.launch_options(settings)) as url:  # as `python app.py` launches
         yield url, settings
 
 
@@ -251,6 +251,22 @@ def test_inline_data_over_the_upload_limit_is_refused_before_decoding(served, ap
     data[0] = _file(url=f"data:image/png;base64,{big}")
     kind, value = _call(url, api, data)
     assert kind == "error" and "larger than the limit" in _error_text(value), value
+    _still_serves(url)
+
+
+def test_a_request_body_over_the_limit_is_refused_before_it_is_read(served) -> None:
+    """Only the headers are sent: the server must answer 413 without waiting for (or reading) the 3 MB body."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url, _ = served
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall((f"POST /gradio_api/call/analyze_image HTTP/1.1\r\nHost: {host}\r\n"
+                      "Content-Type: application/json\r\nContent-Length: 3000000\r\n\r\n").encode())
+        answer = sock.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert "larger than the limit" in answer
     _still_serves(url)
 
 

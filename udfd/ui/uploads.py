@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import math
 import os
@@ -94,3 +95,46 @@ def read_upload(payload: Any, *, max_bytes: int, inline: bool = True) -> tuple[s
     if url:
         raise gr.Error("files are not fetched from URLs: upload the file", print_exception=False)
     return None, None
+
+
+class BodyLimit:
+    """ASGI middleware: a request body larger than its route's limit is answered 413 before the app reads it.
+
+    Uploads (`.../upload`) may be `upload_bytes` (plus multipart framing); every other request, whose JSON can
+    carry an inline `data:` URL, `other_bytes`. A body without Content-Length is counted as it arrives and cut off
+    (the app sees the client disconnect) once it passes the limit.
+    """
+
+    def __init__(self, app: Any, *, upload_bytes: int, other_bytes: int) -> None:
+        self.app, self.upload_bytes, self.other_bytes = app, upload_bytes, other_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.upload_bytes if scope.get("path", "").rstrip("/").endswith("/upload") else self.other_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            log.warning("refused a %s-byte request to %s (limit %d)", declared.decode(), scope.get("path"), limit)
+            await _too_large(send, limit)
+            return
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    log.warning("cut off a request to %s after %d bytes (limit %d)", scope.get("path"), seen, limit)
+                    return {"type": "http.disconnect"}
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = json.dumps({"error": f"the request is larger than the limit of {max(1, limit // _MEGABYTE)} MB"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
