@@ -118,7 +118,8 @@ def decode_image(
             im.seek(0)
             if scale < 1.0:
                 # JPEG only: the decoder scales by 1/2, 1/4 or 1/8 while decoding, never below the requested size.
-                im.draft(im.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+                # Asking for half the working size lets it reduce whenever that keeps between 1/2 and all of it.
+                im.draft(im.mode, (math.ceil(width * scale / 2), math.ceil(height * scale / 2)))
             im.load()
         except _CORRUPT_ERRORS as e:
             raise MediaError(name, f"file is truncated or corrupt: {e}") from e
