@@ -110,7 +110,7 @@ def test_fit_ensemble_writes_a_loadable_calibrated_checkpoint(tmp_path: Path) ->
     np.testing.assert_allclose(got, expected, atol=0.05)
     assert ens.threshold == pytest.approx(meta["threshold"])
     shown = ens.member_scores(ens.preprocess(faces))
-    assert set(shown[0]) == {m.name for m in members}
+    assert set(shown[0]) == {"cnn#0", "cnn#1"}, "two members loaded by reference are both named cnn"
 
 
 def test_a_member_that_cannot_be_combined_is_refused() -> None:
@@ -129,3 +129,30 @@ def test_ensemble_checkpoint_json_has_no_pickle(tmp_path: Path) -> None:
     det.save_pretrained(tmp_path)
     json.loads((tmp_path / "config.json").read_text())
     assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.bin"))
+
+
+def test_the_verdict_carries_each_members_score_when_an_ensemble_decides() -> None:
+    from udfd.config import Settings
+    from udfd.pipeline import analyze_image
+
+    torch.manual_seed(0)
+    cls = get_family("ensemble")
+    ens = cls.create(cls.tiny_arch)
+    rng = np.random.default_rng(0)
+    verdict = analyze_image(_png(rng), settings=Settings(), detectors=[ens])
+    face = verdict.faces[0]
+    assert set(face.members) == set(ens.member_names) and len(face.members) == 2
+    expected = ens.member_scores(ens.preprocess([np.zeros((8, 8, 3), np.uint8)]))  # shape check only
+    assert set(expected[0]) == set(face.members)
+    assert verdict.to_dict()["faces"][0]["members"] == face.members
+    assert all(0.0 <= p <= 1.0 for p in face.members.values())
+
+
+def _png(rng: np.random.Generator) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -66,10 +66,13 @@ def analyze_image(
         raise UdfdError("no detector configured: set UDFD_DETECTORS (e.g. UDFD_DETECTORS=vit)")
     per_detector: dict[str, list[Score]] = {}
     spreads = [0.0] * len(faces)
+    members: list[dict[str, float]] = [{} for _ in faces]
     for k, det in enumerate(dets):
         t0 = time.perf_counter()
         if k == 0 and settings.tta:
             per_detector[det.name], spreads = _score_with_tta(det, [f.pixels for f in faces])
+        elif k == 0 and hasattr(det, "predict_with_members"):  # an ensemble: its members' scores come along
+            per_detector[det.name], members = det.predict_with_members(det.preprocess([f.pixels for f in faces]))
         else:
             per_detector[det.name] = det.predict(det.preprocess([f.pixels for f in faces]))
         timings[det.name] = (time.perf_counter() - t0) * 1000
@@ -78,7 +81,7 @@ def analyze_image(
     face_verdicts = tuple(
         _face_verdict(face, [scores[i] for scores in per_detector.values()], band=settings.uncertain_band,
                       disagreement=settings.disagreement, spread=spreads[i],
-                      box=scale_box(face.box, (w, h), image.size))  # boxes in the file's own pixels
+                      box=scale_box(face.box, (w, h), image.size), members=members[i])  # boxes in file pixels
         for i, face in enumerate(faces)
     )
     notes: list[str] = []
@@ -203,7 +206,8 @@ def input_reason(face: FaceCrop) -> str:
 
 
 def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float, disagreement: float | None = None,
-                  spread: float = 0.0, box: Box | None = None) -> FaceVerdict:
+                  spread: float = 0.0, box: Box | None = None,
+                  members: dict[str, float] | None = None) -> FaceVerdict:
     primary = scores[0]
     reason = uncertainty(scores, band=band, disagreement=disagreement, spread=spread) or input_reason(face)
     return FaceVerdict(
@@ -215,6 +219,7 @@ def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float, disagreem
         fake_prob=round(primary.fake_prob, 6),
         uncertain=bool(reason),
         uncertain_reason=reason,
+        members=dict(members or {}),
     )
 
 

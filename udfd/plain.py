@@ -17,6 +17,8 @@ WHY_UNCERTAIN = {
     "band": "the score is too close to the detector's threshold",
     "tta": "the score moves across the threshold when the image is flipped or re-compressed",
     "disagreement": "the detectors disagree",
+    "no_face": "no face was found, so the whole picture was scored",
+    "small_face": "the face is too small to judge",
 }
 
 

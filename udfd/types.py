@@ -93,6 +93,8 @@ class FaceVerdict:
     # test-time-augmented scores), "disagreement" (detectors call it differently), "no_face" (no face found: the
     # whole image or frame was scored), "small_face" (a crop too small to judge); "" when certain.
     uncertain_reason: str = ""
+    # For an ensemble deciding: each member's own calibrated fake_prob for this face (shown beside its verdict).
+    members: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -97,7 +97,9 @@ class EnsembleDetector:
 
     @property
     def member_names(self) -> list[str]:
-        return [m.name for m in self.members]
+        """Each member's name; a name shared by several members gets its position (`cnn#1`)."""
+        names = [m.name for m in self.members]
+        return [f"{n}#{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -171,7 +173,21 @@ class EnsembleDetector:
 
     def member_scores(self, batch: torch.Tensor) -> list[dict[str, float]]:
         """Per face, each member's own calibrated fake_prob (shown beside the ensemble's verdict)."""
-        probs = torch.sigmoid(self.member_log_odds(batch))
+        return self._member_dicts(self.member_log_odds(batch))
+
+    def predict_with_members(self, batch: torch.Tensor) -> tuple[list[Score], list[dict[str, float]]]:
+        """`predict` and `member_scores` from one pass through the members."""
+        with torch.inference_mode():
+            d = self.net.member_log_odds(batch)
+            z = (d - self.net.mu) / self.net.sd
+            s = z @ self.net.w + self.net.b
+        logits = torch.stack([torch.zeros_like(s), s], dim=1)
+        scores = scores_from_logits(logits, name=self.name, fake_index=1, temperature=self.temperature,
+                                    threshold=self.threshold)
+        return scores, self._member_dicts(d)
+
+    def _member_dicts(self, d: torch.Tensor) -> list[dict[str, float]]:
+        probs = torch.sigmoid(d)
         return [dict(zip(self.member_names, (round(float(p), 6) for p in row), strict=True)) for row in probs]
 
     def features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
