@@ -29,6 +29,7 @@ from udfd.config import FaceSettings  # noqa: E402
 from udfd.detectors.timm_classifier import TimmDetector  # noqa: E402
 from udfd.evaluation.loso import FOLDS, member_summary  # noqa: E402
 from udfd.evaluation.metrics import (  # noqa: E402
+    best_f1_threshold,
     best_youden_threshold,
     binary_metrics,
     fake_sources_vs_reals,
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/loso/lite0_frozen"))
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--only-in-dist", action="store_true", help="skip the LOSO folds (they are in the score files)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         x = embed(det, crops)
         np.save(feat_path, x)
     results: dict[str, object] = {}
-    runs = [(f.name, loso_split(samples, f.name, seed=args.seed, val=0.1, test=0.1)) for f in FOLDS]
+    runs = [] if args.only_in_dist else [(f.name, loso_split(samples, f.name, seed=args.seed, val=0.1, test=0.1))
+                                         for f in FOLDS]
     runs.append(("in_dist", split_samples(samples, seed=args.seed, val=0.1, test=0.1)))
     for name, split in runs:
         w, b, c = fit_head(x, y, split["train"], split["val"])
@@ -118,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: %s", name, json.dumps(entry))
         if name == "in_dist":
             _save(det, w, b, logit["val"], y[split["val"]], args, c)
+            _finish_folder(det, logit, y, samples, split, root, args, c)
     summary = member_summary(args.scores_dir, args.member).as_dict()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps({"loso": summary, "runs": results}, indent=1), encoding="utf-8")
@@ -136,9 +140,43 @@ def _save(det: TimmDetector, w: np.ndarray, b: float, val_logit: np.ndarray, y_v
         head.bias[1] = b
     two = np.stack([np.zeros_like(val_logit), val_logit], 1)
     t = fit_temperature(two, y_val)
-    det.set_calibration(temperature=t, threshold=best_youden_threshold(y_val, 1 / (1 + np.exp(-val_logit / t))))
-    det.save_pretrained(args.out / "model", metadata={"version": "loso-frozen", "head": {"kind": "logistic", "C": c},
+    p_val = 1 / (1 + np.exp(-val_logit / t))
+    det.set_calibration(temperature=t, threshold=best_youden_threshold(y_val, p_val))
+    det.meta["threshold_max_f1"] = best_f1_threshold(y_val, p_val)
+    det.save_pretrained(args.out / "model", metadata={"version": "1.0", "threshold_rule": "youden", "head": {"kind": "logistic", "C": c},
                                                       "crop_size": args.crop_size})
+
+
+def _finish_folder(det: TimmDetector, logit: dict[str, np.ndarray], y: np.ndarray, samples: list, split: dict,
+                   root: Path, args: argparse.Namespace, c: float) -> None:
+    """eval_results.json, split.json and the model card of the in-distribution checkpoint (as train_image writes)."""
+    from training.data import save_split
+    from training.train_image import _data_desc
+    from udfd.cards import render_card, write_card
+
+    out = args.out / "model"
+    probs = {k: 1 / (1 + np.exp(-v / det.temperature)) for k, v in logit.items()}
+    results = {k: binary_metrics(y[split[k]], p, threshold=det.threshold) for k, p in probs.items()}
+    srcs = [samples[i].source for i in split["test"]]
+    for src, m in (metrics_by_group(y[split["test"]], probs["test"], srcs, threshold=det.threshold)
+                   | fake_sources_vs_reals(y[split["test"]], probs["test"], srcs, threshold=det.threshold)).items():
+        results[f"test/{src}"] = m
+    (out / "eval_results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    save_split(out / "split.json", samples, split, seed=args.seed)
+    rec = det.meta["init_weights"]
+    cfg = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()} | {"data": root.name, "C": c}
+    card = render_card(template="detector.md", model_name=out.name, dataset=root.name, results=results, context={
+        "family": det.family, "library_name": None, "script": "loso_frozen.py",
+        "architecture": f"timm {args.model}, frozen ImageNet backbone (eval-mode batch norm) + logistic-regression"
+                        f" head (L2 C={c}, chosen by validation log loss), no augmentation",
+        "input_desc": f"RGB face crop resized to {det.image_size} px", "dtype": "float16",
+        "n_params": f"{sum(p.numel() for p in det.module().parameters()) / 1e6:.2f} M (1281 trained)",
+        "threshold": det.threshold, "thresholds": {"max_f1": det.meta.get("threshold_max_f1", det.threshold)},
+        "temperature": det.temperature, "version": "1.0", "seed": args.seed, "crop_size": args.crop_size,
+        "pretrained": f"ImageNet-1k ({rec['package']}=={rec['version']}, sha256 {rec['sha256']}, {rec['licence']})",
+        "init_weights": rec, "split_sizes": {k: len(v) for k, v in split.items()}, "data_desc": _data_desc(samples),
+        "training_config": json.dumps(cfg, indent=1), "balance": None, "robustness_md": "", "loso_md": ""})
+    write_card(out, card)
 
 
 if __name__ == "__main__":
