@@ -38,7 +38,7 @@ def test_analyze_image_without_face(tiny_settings, tmp_path: Path) -> None:
     path = tmp_path / "gradient.png"
     ramp = np.linspace(0, 255, 96, dtype=np.uint8)
     PILImage.fromarray(np.stack([np.tile(ramp, (80, 1))] * 3, axis=-1)).save(path)
-    annotated, label, table, verdict, notes, views = app.analyze(str(path), tiny_settings)
+    annotated, label, table, verdict, notes, views, said, report = app.analyze(str(path), tiny_settings)
     assert views == []  # a classifier has no reconstruction view
     _check_verdict_schema(verdict, file="gradient.png")
     assert verdict["faces"][0]["face_found"] is False
@@ -57,7 +57,7 @@ def test_analyze_rgba_png_draws_on_a_copy(tiny_settings, tmp_path: Path) -> None
     rgba[..., 0] = 200
     rgba[..., 3] = 0  # fully transparent: udfd.media composites it on white
     PILImage.fromarray(rgba, mode="RGBA").save(path)
-    annotated, _, _, verdict, _, _ = app.analyze(str(path), tiny_settings)
+    annotated, _, _, verdict, *_ = app.analyze(str(path), tiny_settings)
     _check_verdict_schema(verdict, file="alpha.png")
     assert annotated.shape == (40, 50, 3)
     assert (annotated[20, 25] == 255).all(), "transparent pixels were composited on white, not drawn over"
@@ -100,7 +100,8 @@ def test_served_api(served: str, face_image_path: Path, tmp_path: Path) -> None:
 
     client = Client(served, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "dl"))
 
-    annotated, label, table, verdict, notes, views = client.predict(handle_file(face_image_path), api_name="/analyze_image")
+    annotated, label, table, verdict, notes, views, said, report = client.predict(
+        handle_file(face_image_path), api_name="/analyze_image")
     _check_verdict_schema(verdict, file=face_image_path.name)
     assert verdict["faces"][0]["face_found"] is True
     assert Path(annotated).is_file()
@@ -137,7 +138,7 @@ def test_reconstruction_view_for_a_detector_that_reconstructs(face_image_path: P
 
     torch.manual_seed(0)
     det = OCVAEDetector.create(OCVAEDetector.tiny_arch)
-    *_, views = app.analyze(str(face_image_path), Settings(), [det])
+    views = app.analyze(str(face_image_path), Settings(), [det])[5]
     assert [caption for _, caption in views] == ["face (model input)", "reconstruction",
                                                  "reconstruction error (relative)", "FFT of the error"]
     side = OCVAEDetector.tiny_arch["image_size"]

@@ -64,7 +64,7 @@ def test_endpoints_are_named(client) -> None:
 def test_analyze_image_with_explanation(client, picture: Path) -> None:
     from gradio_client import handle_file
 
-    annotated, label, table, verdict, notes, views = client.predict(
+    annotated, label, table, verdict, notes, views, said, report = client.predict(
         handle_file(picture), "cnn", True, "gradcam", api_name="/analyze_image"
     )
     assert verdict["file"] == "picture.png" and set(verdict["model_versions"]) == {"cnn"}

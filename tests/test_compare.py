@@ -116,10 +116,10 @@ def test_compare_image_runs_every_detector_on_every_face(tiny_detectors, tmp_pat
 def test_image_tab_explanations(tiny_settings, tmp_path: Path) -> None:
     path = tmp_path / "noise.png"
     PILImage.fromarray(np.random.default_rng(1).integers(0, 256, size=(50, 70, 3), dtype=np.uint8)).save(path)
-    *_, verdict, _, views = app.analyze(str(path), tiny_settings, explain="auto")
+    verdict, views = (out := app.analyze(str(path), tiny_settings, explain="auto"))[3], out[5]
     assert len(views) == 1 + len(verdict["faces"])
     assert views[0][0].shape == (50, 70, 3) and "Grad-CAM overlay" in views[0][1]
-    *_, no_views = app.analyze(str(path), tiny_settings)
+    no_views = app.analyze(str(path), tiny_settings)[5]
     assert no_views == []
     with pytest.raises(gr.Error, match="not meaningful on a ViT"):
         app.analyze(str(path), tiny_settings, explain="fullgrad")

@@ -1,16 +1,11 @@
 """What a visitor is told about each detector: a human name, one line on what it is and what it learnt from, and
 its measured skill, read from the checkpoint's own config (`udfd.display`, `udfd.loso_mean`). Pure.
-
-Unavailable detectors are described by their name and a reason without server paths (`public_reason`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
-
-PATH = re.compile(r"(?:local-dir:)?(?:[A-Za-z]:)?(?:/[^\s/'\"(),;]+){2,}/?")
 
 
 @dataclass(frozen=True)
@@ -40,10 +35,3 @@ def describe(name: str, detector: Any) -> DetectorInfo:
     return DetectorInfo(name=name, title=display.get("title") or name.replace("_", " "),
                         summary=display.get("summary") or (f"{family} detector" if family else ""), skill=skill,
                         card=card or display.get("card", ""))
-
-
-def public_reason(reason: str) -> str:
-    """A reason fit for visitors: server paths replaced by "(server path)", configuration hints dropped."""
-    text = PATH.sub("(server path)", reason)
-    text = re.sub(r"\s*Configure it with \S+.*$", "", text)
-    return text.strip() or "unavailable"

@@ -65,11 +65,13 @@ def sentence(verdict: Verdict, *, thresholds: Mapping[str, float] | None = None,
     if overall.label == "fake":
         votes = f"{fake_votes} of {n} detectors agree" if n > 1 else f"fake probability {worst.fake_prob:.2f}"
         where = ""
-        mine = [h for h in heatmaps if tuple(h.box) == tuple(worst.box)]
+        # One map per face in the verdict's order (explain_verdict), else matched by box.
+        mine = [heatmaps[verdict.faces.index(worst)]] if len(heatmaps) == len(verdict.faces) else \
+            [h for h in heatmaps if tuple(h.box) == tuple(worst.box)]
         if mine:
             region = region_of(mine[0])
             where = f"; the strongest signal is {region}" if region else ""
-        return f"Likely manipulated{faces} — {votes}{where}."
+        return f"Likely manipulated{faces} — {votes}{where}; {NOT_PROOF}."
     real_votes = n - fake_votes
     votes = f"{real_votes} of {n} detectors see none" if n > 1 else f"fake probability {worst.fake_prob:.2f}"
     return f"No sign of manipulation found — {votes}; {NOT_PROOF}."

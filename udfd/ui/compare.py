@@ -61,10 +61,14 @@ def _method_choices(detector: Detector | None) -> dict[str, Any]:
     return {"choices": choices, "value": AUTO, "info": note or EXPLAIN_INFO}
 
 
-def explanation_views(detector: Detector, pixels: np.ndarray, verdict: Verdict, method: str | None) -> list[Any]:
-    """Gallery items: the whole image with every face's heat-map, then each face with its own map."""
+def explanation_views(detector: Detector, pixels: np.ndarray, verdict: Verdict, method: str | None,
+                      *, out: list[Any] | None = None) -> list[Any]:
+    """Gallery items: the whole image with every face's heat-map, then each face with its own map. The maps
+    themselves are appended to `out` when given (one per face, in the verdict's order)."""
     chosen = None if method in (None, "", AUTO) else method
     heatmaps = explain_verdict(pixels, verdict, detector, method=chosen)
+    if out is not None:
+        out.extend(heatmaps)
     label = METHOD_LABELS.get(heatmaps[0].method, heatmaps[0].method)
     views: list[Any] = [(overlay(pixels, heatmaps), f"{label} overlay ({detector.name}, evidence for 'fake')")]
     for i, hm in enumerate(heatmaps, start=1):

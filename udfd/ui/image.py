@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont
 
-from udfd.config import Settings
+from udfd.catalog import describe
+from udfd.config import PROJECT_ROOT, Settings
 from udfd.detectors.base import Detector
 from udfd.errors import MediaError, UdfdError
 from udfd.faces import detect_faces, verdict_boxes
@@ -22,16 +23,19 @@ from udfd.heatmaps import colorize, fft_error_spectrum
 from udfd.loader import current_detector, warm_up
 from udfd.media import decode_image, image_limits, read_image
 from udfd.pipeline import analyze_image, load_detectors
-from udfd.types import Verdict
+from udfd.plain import sentence
+from udfd.types import Heatmap, Verdict
 from udfd.ui.compare import explanation_views, method_dropdown, method_update
 from udfd.ui.feedback import feedback_row
 from udfd.ui.public import hide_paths
+from udfd.ui.report import write_report
+from udfd.ui.style import COLOURS, TEXT_COLOURS, box_text, verdict_key
 from udfd.ui.uploads import read_upload
 
 log = logging.getLogger("udfd.app")
 
-COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74), "uncertain": (245, 158, 11)}
 TABLE_HEADERS = ["face", "box (x0, y0, x1, y1)", "scores", "verdict", "fake_prob", "uncertain", "face found"]
+EXAMPLES = PROJECT_ROOT / "examples"  # FairFace photos and a face swap made by training/make_examples.py
 
 def load_models(settings: Settings) -> tuple[dict[str, Detector], dict[str, str]]:
     """Load and warm up every configured detector: (available by name, unavailable name -> reason).
@@ -65,10 +69,12 @@ def analyze(
     *,
     data: bytes | None = None,
     explain: str | None = None,
-) -> tuple[np.ndarray, dict[str, float], dict[str, Any], dict[str, Any], str, list[tuple[Any, str]]]:
+) -> tuple[Any, ...]:
     """Analyse one image file (or raw `data`) -> (annotated image, overall label, per-face table, Verdict JSON,
-    notes, gallery views: with `explain` (a method name or "auto") the heat-maps of the first detector, then
-    the reconstruction view of detectors that reconstruct their input).
+    notes, gallery views, plain-language sentence, report file). Gallery views: with `explain` (a method name or
+    "auto") the heat-maps of the first detector, then the reconstruction view of detectors that reconstruct their
+    input. The sentence says what the verdict means (udfd.plain); the report is a Markdown evidence report to
+    download and attach to a fact-check.
 
     Every failure surfaces as a `gr.Error` with a message for the user, never a traceback.
     """
@@ -82,13 +88,18 @@ def analyze(
             image = read_image(image_path, max_file_bytes=settings.max_file_bytes, **image_limits(settings))
         # Report the file by its own name, not by the server's temporary path.
         verdict = analyze_image(dataclasses.replace(image, source=name), settings=settings, detectors=detectors)
-        explained = (detectors or load_detectors(settings))[0] if explain else None
-        views = explanation_views(explained, image.pixels, verdict, explain) if explained is not None else []
+        dets = list(detectors or load_detectors(settings))
+        explained = dets[0] if explain else None
+        heatmaps: list[Heatmap] = []
+        views = explanation_views(explained, image.pixels, verdict, explain, out=heatmaps) \
+            if explained is not None else []
     except MediaError as e:
         raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
     except UdfdError as e:
         log.warning("analysis of %s failed: %s", name, e)
         raise gr.Error(hide_paths(str(e)), print_exception=False) from e
+    thresholds = {d.name: d.threshold for d in dets}
+    said = sentence(verdict, thresholds=thresholds, heatmaps=tuple(heatmaps))
     return (
         draw_verdict(image.pixels, verdict),
         verdict.overall.text,
@@ -96,6 +107,8 @@ def analyze(
         verdict.to_dict(),
         notes_markdown(verdict),
         views + reconstruction_views(detectors[0] if detectors else None, image.pixels, verdict),
+        f"### {html.escape(said)}",
+        write_report(verdict, said, [describe(d.name, d) for d in dets]),
     )
 
 
@@ -127,16 +140,17 @@ def draw_verdict(pixels: np.ndarray, verdict: Verdict) -> np.ndarray:
     width = max(2, round(short / 200))
     font = ImageFont.load_default(size=max(12, round(short / 28)))
     for i, (face, box) in enumerate(zip(verdict.faces, verdict_boxes(verdict, pixels), strict=True), start=1):
-        colour = COLOURS["uncertain" if face.uncertain else face.label]
+        key = verdict_key(face.label, face.uncertain)
+        colour = COLOURS[key]
         x0, y0, x1, y1 = box
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=width)
         who = f"face {i}" if face.face_found else "whole image"
-        text = f"{who}: {face.label} {face.fake_prob:.2f}" + (" (uncertain)" if face.uncertain else "")
+        text = box_text(who, face.label, face.fake_prob, face.uncertain)
         left, top, right, bottom = draw.textbbox((x0, y0), text, font=font)
         # Above the box when there is room, otherwise just inside its top edge.
         dy = (bottom - top + 2 * width) if y0 >= bottom - top + 2 * width else 0
         draw.rectangle((left, top - dy, right + 2 * width, bottom - dy + width), fill=colour)
-        draw.text((x0 + width, y0 - dy), text, fill=(255, 255, 255), font=font)
+        draw.text((x0 + width, y0 - dy), text, fill=TEXT_COLOURS[key], font=font)
     return np.asarray(canvas)
 
 
@@ -145,7 +159,8 @@ def face_table(verdict: Verdict) -> dict[str, Any]:
         [
             i,
             ", ".join(str(v) for v in face.box),
-            ", ".join(f"{det}: {p:.4f}" for det, p in face.scores.items()),
+            ", ".join(f"{det}: {p:.4f}" for det, p in face.scores.items())
+            + (" (" + ", ".join(f"{m} {p:.3f}" for m, p in face.members.items()) + ")" if face.members else ""),
             face.label,
             round(face.fake_prob, 4),
             face.uncertain,
@@ -181,13 +196,16 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
         return analyze(path, settings, [current_detector(name, available[name], settings=settings)], data=data,
                        explain=(method or "auto") if explain else None)
 
+    infos = {name: describe(name, det) for name, det in available.items()}
+    about = "\n".join(f"- {infos[n].line}" for n in available) + "".join(
+        f"\n- **{n}** — unavailable: {hide_paths(r)}" for n, r in unavailable.items())
     with gr.Row():
         with gr.Column():
-            image_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", label="Image")
+            image_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", label="Image",
+                                elem_id="image-in")
             choice = gr.Dropdown(
-                choices=list(available), value=next(iter(available), None), label="Detector",
-                info="Unavailable: " + ", ".join(f"{k} ({v})" for k, v in unavailable.items())
-                if unavailable and available else None,
+                choices=[(infos[n].title, n) for n in available], value=next(iter(available), None),
+                label="Detector", info="The first one is the recommended default; see 'About the detectors'.",
             )
             explain_box = gr.Checkbox(value=False, label="Explain (heat-maps; slower)")
             method = method_dropdown(next(iter(available.values()), None))
@@ -195,23 +213,31 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
                           api_visibility="private")
             button = gr.Button("Analyse", variant="primary", interactive=bool(available))
         with gr.Column():
-            annotated = gr.Image(type="numpy", format="png", label="Faces found", interactive=False)
+            said = gr.Markdown(elem_id="verdict-sentence")  # the plain-language verdict comes first
+            annotated = gr.Image(type="numpy", format="png", label="Faces found (box colour and text: the verdict)",
+                                 interactive=False, elem_id="annotated")
             overall = gr.Label(label="Overall verdict (at the detector's threshold; fake_prob per face below)")
+            report = gr.File(label="Evidence report (Markdown, to attach to a fact-check)", interactive=False)
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False, elem_id="face-table")
     notes = gr.Markdown()
-    verdict_json = gr.JSON(label="Verdict JSON")
     recon = gr.Gallery(label="Explanation (heat-maps when 'Explain' is on) and reconstruction view "
                        "(anomaly detectors such as ocvae)", columns=4, height="auto")
+    with gr.Accordion("Verdict JSON", open=False):
+        verdict_json = gr.JSON(label="Verdict JSON")
+    with gr.Accordion("About the detectors", open=False):
+        gr.Markdown(about or "No detector is available.")
+    outputs = [annotated, overall, table, verdict_json, notes, recon, said, report]
     # preprocess=False: the upload reaches udfd.media untouched, so that bad files get udfd's clear
     # errors (Gradio's own preprocessing would open them with every Pillow plugin and fail opaquely).
     button.click(
         on_analyze,
         inputs=[image_in, choice, explain_box, method],
-        outputs=[annotated, overall, table, verdict_json, notes, recon],
+        outputs=outputs,
         api_name="analyze_image",
         preprocess=False,
         concurrency_limit=settings.concurrency,
     )
+    example_tab(image_in, outputs, settings, available)
     flagging = feedback_row(image_in, choice, settings, available)  # flag buttons + consent; api_name="flag"
     return flagging
 
@@ -220,3 +246,28 @@ def payload_file(payload: Any, *, max_bytes: int = Settings.max_file_bytes) -> t
     """The uploaded file's path (only this server's uploads), or the bytes of an inline `data:` URL (webcam
     snapshots may come that way), refused before decoding when larger than `max_bytes`. See udfd/ui/uploads.py."""
     return read_upload(payload, max_bytes=max_bytes)
+
+
+def example_tab(image_in: Any, outputs: list[Any], settings: Settings, available: dict[str, Detector]) -> None:
+    """Examples analysed once at start-up with the default detector, so that a click answers at once. The click
+    handler only looks up these results by file name: it never opens a path sent by a client."""
+    files = sorted(p for p in EXAMPLES.glob("*.jpg")) if EXAMPLES.is_dir() else []
+    if not files or not available:
+        return
+    name, det = next(iter(available.items()))
+    cached: dict[str, tuple[Any, ...]] = {}
+    for f in files:
+        try:
+            cached[f.name] = analyze(str(f), settings, [det])
+        except gr.Error as e:
+            log.warning("example %s could not be analysed: %s", f.name, e)
+
+    def show(path: str | None) -> tuple[Any, ...]:
+        hit = cached.get(Path(path or "").name)
+        if hit is None:
+            raise gr.Error("not one of the examples", print_exception=False)
+        return hit
+
+    gr.Examples(examples=[[str(f)] for f in files if f.name in cached], inputs=[image_in], outputs=outputs,
+                fn=show, run_on_click=True, cache_examples=False, label=f"Examples (analysed with {name})",
+                example_labels=[f.stem.replace("_", " ") for f in files if f.name in cached])

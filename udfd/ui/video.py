@@ -24,11 +24,11 @@ from udfd.feedback.store import new_record
 from udfd.pipeline import VideoAnalysis, run_video
 from udfd.ui.feedback import CHOICES, StoreFlaggingCallback
 from udfd.ui.public import hide_paths
+from udfd.ui.style import COLOURS, box_text
 from udfd.ui.uploads import read_upload
 
 log = logging.getLogger(__name__)
 
-COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74), "uncertain": (245, 158, 11)}
 TABLE_HEADERS = ["detector", "version", "video fake_prob", "verdict", "frame mean", "frame max", "kind"]
 VIDEO_WHAT_IS_STORED = (
     "**Feedback.** Tell us whether the video's verdict is right. We store your answer with the SHA-256 hash of the "
@@ -115,7 +115,8 @@ def suspicious_frames(analysis: VideoAnalysis, primary: str) -> list[tuple[np.nd
                     colour = COLOURS["uncertain" if face.uncertain else face.label]
                     x0, y0, x1, y1 = analysis.faces[t][j].box
                     draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=width)
-                    draw.text((x0 + width, y0 + width), f"face {k + 1}", fill=colour)
+                    draw.text((x0 + width, y0 + width), box_text(f"face {k + 1}", face.label, face.fake_prob,
+                                                                  face.uncertain), fill=colour)
         frame_no = summary.frames_used[t]
         score = f", {name} {values[t]:.2f}" if name and values[t] is not None else ""
         seconds = f" ({frame_no / summary.fps:.1f} s)" if summary.fps else ""
