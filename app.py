@@ -35,10 +35,11 @@ _FRAMING = 1024 * 1024  # bytes a request may carry beyond its payload (multipar
 ABOUT = """
 **About.** UDFD is a research tool. Its probabilities are a model's opinion, not proof that an image was or
 was not manipulated: detectors miss new generators and can be fooled by compression, filters or unusual faces.
-A face is marked **uncertain** (amber) when its fake probability lies within the uncertain band around the
-detector's threshold (`UDFD_UNCERTAIN_BAND`), and optionally when detectors disagree strongly (`UDFD_DISAGREEMENT`)
-or its score moves under a flip / mild JPEG (`UDFD_TTA=1`); the Verdict JSON says which (`uncertain_reason`). Read
-those verdicts as "cannot tell". Red = fake, green = real.
+A face is marked **cannot tell** (yellow) when its fake probability lies within the uncertain band around the
+detector's threshold (`UDFD_UNCERTAIN_BAND`), when no face or only a tiny one was found, and optionally when
+detectors disagree strongly (`UDFD_DISAGREEMENT`) or its score moves under a flip / mild JPEG (`UDFD_TTA=1`); the
+Verdict JSON says which (`uncertain_reason`). Vermillion = likely fake, blue = no sign of fake; every box also says
+it in words. A file's own provenance (C2PA, watermark, generator metadata) is evidence; its absence is not.
 """
 
 

@@ -79,14 +79,33 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
 
             # Image tab: upload a real face, analyse, wait for the verdict.
             page.locator("input[type=file]").first.set_input_files(str(face_image_path))
-            page.get_by_role("button", name="Analyse").click()
+            page.get_by_role("button", name="Analyse", exact=True).click()
             label = page.locator(".output-class").first
             sync_api.expect(label).to_have_text(re.compile(r"^\s*(fake|real)( \(uncertain\))?\s*$"), timeout=WAIT_MS)
             # the face's fake_prob in the per-face table (4 decimals)
             face_row = page.locator("#face-table [role=row][data-index]").first
             sync_api.expect(face_row).to_contain_text(re.compile(r"\b[01]\.\d{2,4}\b"))
             verdict = label.inner_text().strip().split()[0]
+            # The plain-language verdict comes first, in words.
+            sync_api.expect(page.locator("#verdict-sentence")).to_contain_text(
+                re.compile(r"Likely manipulated|Cannot tell|No sign of manipulation"))
             page.screenshot(path=str(ARTIFACTS / "image_tab.png"), full_page=True)
+
+            # Keyboard only: focus Analyse and press Enter; an example answers from the start-up cache.
+            page.get_by_role("button", name="Analyse", exact=True).focus()
+            page.keyboard.press("Enter")
+            sync_api.expect(page.locator("#verdict-sentence")).to_contain_text(re.compile(r"\S"), timeout=WAIT_MS)
+            page.get_by_text("fake faceswap fairface 0175 on 0085").first.click()
+            sync_api.expect(page.get_by_text(re.compile(r"processing \|"))).to_have_count(0, timeout=WAIT_MS)
+            sync_api.expect(page.locator("#verdict-sentence")).to_contain_text(
+                re.compile(r"Likely manipulated|Cannot tell|No sign of manipulation"), timeout=WAIT_MS)
+            # The annotated image is described for screen readers.
+            alt = page.locator("#annotated img").first.get_attribute("alt") or ""
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone
+            page.screenshot(path=str(ARTIFACTS / "image_tab_phone.png"), full_page=True)
+            phone_width = page.evaluate("document.documentElement.scrollWidth")
+            page.set_viewport_size({"width": 1280, "height": 1400})
+            page.screenshot(path=str(ARTIFACTS / "image_tab_desktop.png"), full_page=True)
 
             # Compare tab: one row per available detector (the image holds one face).
             page.get_by_role("tab", name="Compare").click()
@@ -112,6 +131,8 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
         finally:
             browser.close()
     assert verdict in {"fake", "real"}
+    assert alt.strip(), "the annotated image has alt text"
+    assert phone_width <= 400, f"the page scrolls sideways at phone width ({phone_width} px)"
     assert names == sorted(available)
     with capsys.disabled():
         print(f"\nbrowser screenshots: {shot}, {ARTIFACTS / 'image_tab.png'} and {ARTIFACTS / 'video_tab.png'}")

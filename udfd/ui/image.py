@@ -215,7 +215,9 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
         with gr.Column():
             said = gr.Markdown(elem_id="verdict-sentence")  # the plain-language verdict comes first
             annotated = gr.Image(type="numpy", format="png", label="Faces found (box colour and text: the verdict)",
-                                 interactive=False, elem_id="annotated")
+                                 interactive=False, elem_id="annotated",
+                                 alt_text="The analysed image with a box around each face; the words on each box "
+                                 "give its verdict and fake probability (also in the table below)")
             overall = gr.Label(label="Overall verdict (at the detector's threshold; fake_prob per face below)")
             report = gr.File(label="Evidence report (Markdown, to attach to a fact-check)", interactive=False)
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False, elem_id="face-table")
