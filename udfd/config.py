@@ -88,8 +88,10 @@ class Settings:
     # widens by the spread (max - min) of the three scores. Off by default (3x the model time).
     tta: bool = False
     threads: int = 0  # torch intra-op threads; 0: every core this process may use
-    fast: str = ""  # optional faster inference: "int8" | "bf16" | "compile" | "channels_last" | "onnx", or
-    # "name:mode,name:mode" per detector (see udfd/fast.py and `udfd bench --fast` for which keep verdicts)
+    # Faster inference (UDFD_FAST): "auto" takes each checkpoint's measured mode (config.json udfd.fast), verified
+    # at load against eager; "off" runs eager; or "int8" | "bf16" | "compile" | "channels_last" | "onnx", or
+    # "name:mode,..." per detector (see udfd/fast.py and `udfd bench --fast` for which keep verdicts)
+    fast: str = "auto"
     device: str = "cpu"
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     concurrency: int = 2  # app: requests one endpoint runs at once (the rest wait in the queue)
@@ -173,4 +175,16 @@ def read_models_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if (not isinstance(spec, dict) or not isinstance(spec.get("models", {}), dict)
             or not isinstance(spec.get("detectors", []), list)):
         raise UdfdError(f"{file}: expected {{\"detectors\": [...], \"models\": {{name: ref}}}}")
-    return spec
+    # A model may list several references, tried in order (Hub first, the embedded folder as the fallback);
+    # relative local-dir paths are from the project root, whatever the working directory.
+    models = {}
+    for name, value in spec.get("models", {}).items():
+        refs = value if isinstance(value, list) else str(value).split("|")
+        models[name] = " | ".join(_rooted(str(r).strip()) for r in refs if str(r).strip())
+    return {**spec, "models": models}
+
+
+def _rooted(ref: str) -> str:
+    if ref.startswith("local-dir:") and not Path(ref.removeprefix("local-dir:")).expanduser().is_absolute():
+        return f"local-dir:{PROJECT_ROOT / ref.removeprefix('local-dir:')}"
+    return ref

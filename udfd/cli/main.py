@@ -104,10 +104,14 @@ def _parser() -> argparse.ArgumentParser:
     from udfd.cli.fairness import add_commands as add_fairness
     from udfd.cli.feedback import add_commands  # feedback stats|export, retrain
     from udfd.cli.provenance import add_commands as add_provenance
+    from udfd.cli.publish import add_commands as add_publish
+    from udfd.cli.scan import add_commands as add_scan
 
     add_commands(sub)
     add_fairness(sub)
     add_provenance(sub)
+    add_publish(sub)
+    add_scan(sub)
     return p
 
 

@@ -133,6 +133,7 @@ BUILTIN_FAMILY_MODULES: tuple[str, ...] = (
     "udfd.detectors.ocvae",
     "udfd.detectors.lip_lstm",
     "udfd.detectors.clip",
+    "udfd.detectors.ensemble",
     "udfd.detectors.mesonet",
 )
 
