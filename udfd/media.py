@@ -41,6 +41,7 @@ _UNSUPPORTED = "not a supported image (JPEG, PNG, WebP, BMP, GIF, TIFF)"
 # What a damaged file raises from Pillow's decoders and parsers.
 _CORRUPT_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error, zlib.error)
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_RESIZABLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "I", "F"})
 _WHITE = (255, 255, 255, 255)
 _TIMES = "\N{MULTIPLICATION SIGN}"
 
@@ -126,7 +127,9 @@ def decode_image(
         original_mode = im.mode
         frame = _apply_orientation(im, name)
         swap = frame.size != im.size  # transposed by EXIF: the file's width is the picture's height
-        pixels = _fit(_to_rgb(frame, name), work_side)
+        # Shrink before the colour conversion (no full-size RGB copy); the few modes Pillow cannot resize
+        # (palette, 1-bit, CMYK, 16-bit) are shrunk after it.
+        pixels = _fit(_to_rgb(_shrink(frame, work_side), name), work_side)
     original = (height, width) if swap else (width, height)
     logger.debug("decoded %s: %s %s %dx%d (file %dx%d)", name, fmt, original_mode, pixels.shape[1],
                  pixels.shape[0], *original)
@@ -193,6 +196,16 @@ def iter_image_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 def _too_big(size: int, limit: int) -> str:
     return f"file is {size} bytes, more than the limit of {limit} (UDFD_MAX_FILE_BYTES)"
+
+
+def _shrink(im: PILImage.Image, side: int) -> PILImage.Image:
+    """`im` resized (aspect kept) to at most `side` on its longer side, in its own mode when Pillow can."""
+    width, height = im.size
+    scale = side / max(width, height)
+    if scale >= 1.0 or im.mode not in _RESIZABLE_MODES:
+        return im
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return im.resize(size, PILImage.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def _fit(pixels: np.ndarray, side: int) -> np.ndarray:
