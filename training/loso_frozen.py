@@ -38,7 +38,7 @@ from udfd.evaluation.metrics import (  # noqa: E402
 )
 
 log = logging.getLogger(__name__)
-C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 def embed(detector: TimmDetector, crops: np.ndarray, *, batch: int = 64) -> np.ndarray:

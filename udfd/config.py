@@ -18,6 +18,8 @@ DEFAULT_MODELS: dict[str, str] = {
     "vit": f"local-dir:{EMBEDDED_MODELS / 'udfd-vit-tiny'}",
     "cnn": f"local-dir:{EMBEDDED_MODELS / 'udfd-cnn'}",
     "mobilenet_v2": f"local-dir:{EMBEDDED_MODELS / 'udfd-mobilenet-v2'}",
+    # timm family, EfficientNet-Lite0 from ImageNet (frozen backbone + head; issue 15); not in the defaults.
+    "effnet_lite0": f"local-dir:{EMBEDDED_MODELS / 'udfd-effnet-lite0'}",
     "ocvae": f"local-dir:{EMBEDDED_MODELS / 'udfd-ocvae'}",
     "lip_lstm": f"local-dir:{EMBEDDED_MODELS / 'udfd-lip-lstm'}",
     # No embedded checkpoint: CLIP weights cannot be fetched offline, so the app lists `clip` as unavailable
