@@ -45,7 +45,7 @@ def test_settings_from_env():
     s = Settings.from_env({"UDFD_DISAGREEMENT": "0.4", "UDFD_TTA": "1", "UDFD_THREADS": "3", "UDFD_FAST": "int8"})
     assert s.disagreement == 0.4 and s.tta and s.threads == 3 and s.fast == "int8"
     d = Settings.from_env({})
-    assert d.disagreement is None and not d.tta and d.threads == 0 and d.fast == ""
+    assert d.disagreement is None and not d.tta and d.threads == 0 and d.fast == "auto"
 
 
 def _png(seed: int) -> bytes:

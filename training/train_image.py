@@ -139,12 +139,13 @@ def _load_data(args: argparse.Namespace, tmp: Path) -> tuple[Path, list[Sample]]
 def prepare_data(args: argparse.Namespace) -> tuple[Path, list[Sample], dict[str, list[int]], np.ndarray, np.ndarray]:
     """(data root, samples, leak-free split, cached face crops, labels) — shared by every training script."""
     root, samples = _load_data(args, Path(tempfile.mkdtemp(prefix="udfd-train-")))
-    if args.loso_fold:  # the fold's fakes and reals are kept out of train/val/test entirely
+    if getattr(args, "loso_fold", None):  # the fold's fakes and reals are kept out of train/val/test entirely
         split = loso_split(samples, args.loso_fold, seed=args.seed, val=args.val_share, test=args.test_share,
-                           max_heldout=args.max_heldout)
+                           max_heldout=getattr(args, "max_heldout", 0))
     else:
         split = split_samples(samples, seed=args.seed, val=args.val_share, test=args.test_share)
-    split["train"] = subsample(split["train"], args.max_train, seed=args.seed)
+    # --loso-fold / --max-train / --max-heldout are train_image.py options; the other scripts share this function
+    split["train"] = subsample(split["train"], getattr(args, "max_train", 0), seed=args.seed)
     if not split["val"] or not split["train"]:  # tiny data (smoke tests): fall back to using train for val
         split["val"] = split["val"] or split["train"]
         split["train"] = split["train"] or split["val"]
