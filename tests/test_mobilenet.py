@@ -62,3 +62,18 @@ def test_any_timm_architecture_builds_and_explains():
 def test_unknown_init_is_refused():
     with pytest.raises(ValueError, match="imagenet"):
         TimmDetector.create({**TimmDetector.tiny_arch, "init": "imagnet"})
+
+
+def test_pretrained_start_has_a_small_head(tmp_path):
+    """With pretrained weights the new 2-way head starts near zero: fake_prob ~0.5, not ±10 logits."""
+    import numpy as np
+    import timm
+
+    source = timm.create_model("mobilenetv2_035", pretrained=False, num_classes=1000)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    det = TimmDetector.create({**TimmDetector.tiny_arch, "pretrained": f"local-dir:{path}"})
+    faces = [np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8) for i in range(4)]
+    with torch.inference_mode():
+        logits = det.logits(det.preprocess(faces))
+    assert logits.abs().max() < 1.0

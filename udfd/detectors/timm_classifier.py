@@ -66,6 +66,8 @@ class TimmDetector(TorchClassifier):
         elif full.get("pretrained"):
             _load_timm_weights(net, full["model"], full["pretrained"])
             meta["init_weights"] = {"reference": full["pretrained"]}
+        if meta:
+            _small_head(net)
         return cls(net, arch=full, meta=meta)
 
     def features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,6 +84,15 @@ class TimmDetector(TorchClassifier):
         net = self.net
         layer = net.blocks[-1] if hasattr(net, "blocks") else net.get_submodule(net.feature_info[-1]["module"])
         return ExplainTarget(model=net, layers=(layer,), fake_index=self.fake_index)
+
+
+def _small_head(net: nn.Module) -> None:
+    """A near-zero 2-way head on pretrained features. timm's EfficientNet init draws the classifier from
+    U(±1/sqrt(fan_out)) = U(±0.71) for 2 classes, which on 1280 positive pooled features gives logits of ~±10
+    and a starting cross-entropy of ~4-5 that a short fine-tune spends its budget undoing (measured here)."""
+    head = net.get_classifier()
+    nn.init.normal_(head.weight, std=0.01)
+    nn.init.zeros_(head.bias)
 
 
 def _load_timm_weights(net: nn.Module, model: str, ref: str) -> None:
