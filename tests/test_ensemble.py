@@ -51,6 +51,17 @@ def test_nested_rule_never_fits_on_the_fold_it_scores() -> None:
     assert table["ensemble:nested"]["a"] == pytest.approx(table["steady"]["a"], abs=0.05)
 
 
+def test_nested_pos_never_uses_a_member_upside_down() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 500)
+    inverted = -(2 * y - 1) * 2.0 + rng.normal(0, 1, 500)  # a member that is reliably wrong
+    weak = (2 * y - 1) * 0.5 + rng.normal(0, 1, 500)
+    d = np.stack([inverted, weak], 1)
+    assert fit_stack(d, y, rule="nested").weights[0] < 0, "plain stacking flips the inverted member"
+    pos = fit_stack(d, y, rule="nested_pos")
+    assert pos.weights[0] == 0.0 and pos.weights[1] > 0
+
+
 def test_log_odds_is_the_inverse_of_sigmoid() -> None:
     p = np.array([0.01, 0.3, 0.5, 0.9])
     np.testing.assert_allclose(1 / (1 + np.exp(-log_odds(p))), p, atol=1e-9)
@@ -90,9 +101,10 @@ def test_fit_ensemble_writes_a_loadable_calibrated_checkpoint(tmp_path: Path) ->
     out = tmp_path / "ens"
     report = fit(["--member", f"strong={refs[0]}", "--member", f"weak={refs[1]}", "--scores",
                   str(tmp_path / "scores"), "--output", str(out)])
-    assert set(report["loso"]) == {"strong", "weak", "ensemble:mean", "ensemble:val", "ensemble:nested"}
+    assert set(report["loso"]) == {"strong", "weak", "ensemble:mean", "ensemble:val", "ensemble:nested",
+                                   "ensemble:nested_pos"}
     assert report["loso_mean"]["strong"] > report["loso_mean"]["weak"]
-    assert report["rule"] in ("mean", "val", "nested")
+    assert report["rule"] in ("mean", "val", "nested", "nested_pos")
     meta = read_config(out)["udfd"]
     assert meta["family"] == "ensemble" and [m["name"] for m in meta["members"]] == refs
     assert "Leave-one-source-out" in (out / "README.md").read_text()

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="SCOREDIR=DETECTOR: score-file folder name = runtime detector name (short name or ref)")
     p.add_argument("--scores", type=Path, default=Path("runs/scores"))
     p.add_argument("--output", type=Path, help="write the ensemble checkpoint folder here")
-    p.add_argument("--rule", choices=["auto", "mean", "val", "nested"], default="auto")
+    p.add_argument("--rule", choices=["auto", "mean", "val", "nested", "nested_pos"], default="auto")
     p.add_argument("--name", default="ensemble")
     p.add_argument("--version", default="1.0")
     p.add_argument("--report", type=Path, help="write the LOSO table JSON here")
@@ -114,14 +114,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     d_iv, y_iv, _ = matrix(ind_val)
     d_it, y_it, meta_it = matrix(ind_test)
     scale = (d_iv.mean(axis=0), np.where(d_iv.std(axis=0) > 1e-6, d_iv.std(axis=0), 1.0))
-    if rule == "nested":
+    if rule.startswith("nested"):
         # Weights from unseen-source rows, each fold standardised by its own validation statistics.
         zs = [((f.d_heldout - f.d_val.mean(axis=0)) / np.where(f.d_val.std(axis=0) > 1e-6, f.d_val.std(axis=0), 1.0))
               for f in folds if len(f.d_val)]
         ys = [f.y_heldout for f in folds if len(f.d_val)]
-        unit = fit_stack(np.concatenate(zs), np.concatenate(ys), rule="nested",
+        unit = fit_stack(np.concatenate(zs), np.concatenate(ys), rule=rule,
                          scale=(np.zeros(len(score_names)), np.ones(len(score_names))))
-        stack = type(unit)(tuple(map(float, scale[0])), tuple(map(float, scale[1])), unit.weights, unit.bias, "nested")
+        stack = type(unit)(tuple(map(float, scale[0])), tuple(map(float, scale[1])), unit.weights, unit.bias, rule)
     else:
         stack = fit_stack(d_iv, y_iv, rule=rule, scale=scale)
     s_val = stack.score(d_iv)
@@ -179,7 +179,7 @@ def card(report: dict[str, Any], *, name: str, version: str) -> str:
         "sigmoid(s / T). Weights, temperature and threshold are in `config.json` (JSON, no pickle), fitted by "
         "`training/fit_ensemble.py` from the members' score files.", "",
         f"Combination rule: **{report['rule']}** (chosen by mean leave-one-source-out AUC among mean / val / "
-        "nested; see `udfd/evaluation/stacking.py`). Temperature "
+        "nested / nested_pos; see `udfd/evaluation/stacking.py`). Temperature "
         f"{report['temperature']:.3f}, threshold {report['threshold']:.3f} (Youden on in-distribution val).", "",
         "## Leave-one-source-out (held-out fake source vs a disjoint held-out real group; AUC)", "",
         "| fold | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols),

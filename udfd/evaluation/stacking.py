@@ -5,6 +5,8 @@ Rules compared (training/fit_ensemble.py picks the best by mean LOSO AUC):
 - `val`: logistic regression on each fold's own validation rows (in-distribution for that fold's models).
 - `nested`: logistic regression on the *held-out* rows of the other folds, where every member's scores are
   unseen-source scores; fold F's own rows are never used to fit the weights that score fold F.
+- `nested_pos`: as `nested`, with non-negative weights (a member whose weight comes out negative is dropped and the
+  rest refitted): no member is used upside down, however well its inversion fits the other folds.
 """
 
 from __future__ import annotations
@@ -59,8 +61,17 @@ def fit_stack(d: np.ndarray, y: np.ndarray, *, rule: str, c: float = 1.0,
     from sklearn.linear_model import LogisticRegression
 
     z = (d - mu) / sd
-    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=1000).fit(z, y)
-    return Stack(tuple(map(float, mu)), tuple(map(float, sd)), tuple(float(w) for w in lr.coef_[0]),
+    keep = np.ones(k, dtype=bool)
+    while True:
+        lr = LogisticRegression(C=c, class_weight="balanced", max_iter=1000).fit(z[:, keep], y)
+        weights = np.zeros(k)
+        weights[keep] = lr.coef_[0]
+        if not rule.endswith("_pos") or (weights[keep] >= 0).all() or keep.sum() == 1:
+            break
+        keep &= weights > 0  # drop the members used upside down, refit the rest
+        if not keep.any():
+            return Stack(tuple(map(float, mu)), tuple(map(float, sd)), (1.0 / k,) * k, 0.0, f"{rule}:mean")
+    return Stack(tuple(map(float, mu)), tuple(map(float, sd)), tuple(float(w) for w in weights),
                  float(lr.intercept_[0]), rule)
 
 
@@ -84,7 +95,8 @@ class FoldData:
     y_heldout: np.ndarray
 
 
-def loso_table(folds: Sequence[FoldData], members: Sequence[str], *, rules: Sequence[str] = ("mean", "val", "nested")
+def loso_table(folds: Sequence[FoldData], members: Sequence[str], *,
+               rules: Sequence[str] = ("mean", "val", "nested", "nested_pos")
                ) -> dict[str, dict[str, float | None]]:
     """AUC on each fold's held-out rows: every member alone and every combination rule. {column: {fold: auc}}."""
     table: dict[str, dict[str, float | None]] = {m: {} for m in members}
@@ -93,11 +105,11 @@ def loso_table(folds: Sequence[FoldData], members: Sequence[str], *, rules: Sequ
         for j, m in enumerate(members):
             table[m][f.name] = auc(f.y_heldout, f.d_heldout[:, j])
         for rule in rules:
-            if rule == "nested":
+            if rule.startswith("nested"):
                 others = [g for g in folds if g is not f]
                 d = np.concatenate([g.d_heldout for g in others])
                 y = np.concatenate([g.y_heldout for g in others])
-                stack = fit_stack(d, y, rule="nested")
+                stack = fit_stack(d, y, rule=rule)
             elif rule == "val":
                 stack = fit_stack(f.d_val, f.y_val, rule="val")
             else:
