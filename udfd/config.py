@@ -20,6 +20,8 @@ DEFAULT_MODELS: dict[str, str] = {
     "mobilenet_v2": f"local-dir:{EMBEDDED_MODELS / 'udfd-mobilenet-v2'}",
     # timm family, EfficientNet-Lite0 from ImageNet (frozen backbone + head; issue 15); not in the defaults.
     "effnet_lite0": f"local-dir:{EMBEDDED_MODELS / 'udfd-effnet-lite0'}",
+    # The calibrated ensemble (training/fit_ensemble.py): its members are loaded by their own short names.
+    "ensemble": f"local-dir:{EMBEDDED_MODELS / 'udfd-ensemble'}",
     "ocvae": f"local-dir:{EMBEDDED_MODELS / 'udfd-ocvae'}",
     "lip_lstm": f"local-dir:{EMBEDDED_MODELS / 'udfd-lip-lstm'}",
     # No embedded checkpoint: CLIP weights cannot be fetched offline, so the app lists `clip` as unavailable
@@ -53,6 +55,9 @@ class VideoSettings:
     max_frames: int = 1800
     max_file_bytes: int = 500 * 1024 * 1024
     lip_size: int = 64
+    # How a track's per-frame scores become its score (udfd.aggregate: mean | median | max | topk_mean), chosen
+    # by per-clip AUC on the dev clips (training/video_rule.py; README "How a video is analysed")
+    track_rule: str = "mean"
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class Settings:
             max_seconds=float(env.get("UDFD_VIDEO_MAX_SECONDS", base.video.max_seconds)),
             max_frames=int(env.get("UDFD_VIDEO_MAX_FRAMES", base.video.max_frames)),
             max_file_bytes=int(env.get("UDFD_MAX_VIDEO_BYTES", base.video.max_file_bytes)),
+            track_rule=env.get("UDFD_TRACK_RULE", base.video.track_rule),
         )
         faces = replace(
             base.faces,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from udfd.aggregate import aggregate
 from udfd.compare import Comparison, agreement, compare_rows
 from udfd.config import Settings
 from udfd.detectors.base import Detector
@@ -299,7 +300,8 @@ def run_video(
         if det.modality == "video":
             track_scores[det.name] = _score_sequences(det, lips)
         else:
-            track_scores[det.name], frame_scores[det.name] = _score_frames(det, frame_faces, tracks)
+            track_scores[det.name], frame_scores[det.name] = _score_frames(det, frame_faces, tracks,
+                                                                           rule=settings.video.track_rule)
         timings[det.name] = (time.perf_counter() - t0) * 1000
     report(1.0, "done")
 
@@ -384,8 +386,10 @@ def _score_sequences(det: Detector, lips: Sequence[np.ndarray | None]) -> list[S
 
 
 def _score_frames(det: Detector, frame_faces: Sequence[Sequence[FaceCrop]],
-                  tracks: Sequence[Sequence[tuple[int, int]]]) -> tuple[list[Score | None], tuple[float | None, ...]]:
-    """Image detector on every tracked face (batches of 32): per-track mean score and per-frame maximum."""
+                  tracks: Sequence[Sequence[tuple[int, int]]], *, rule: str = "mean"
+                  ) -> tuple[list[Score | None], tuple[float | None, ...]]:
+    """Image detector on every tracked face (batches of 32): per-track score (`rule`, udfd.aggregate) and
+    per-frame maximum."""
     keys = [key for track in tracks for key in track]
     probs: dict[tuple[int, int], float] = {}
     for start in range(0, len(keys), 32):
@@ -393,7 +397,7 @@ def _score_frames(det: Detector, frame_faces: Sequence[Sequence[FaceCrop]],
         batch = det.preprocess([frame_faces[t][j].pixels for t, j in chunk])
         probs |= {k: s.fake_prob for k, s in zip(chunk, det.predict(batch), strict=True)}
     track_scores: list[Score | None] = [
-        Score(det.name, float(np.mean([probs[k] for k in track])), det.threshold) for track in tracks
+        Score(det.name, aggregate([probs[k] for k in track], rule), det.threshold) for track in tracks
     ]
     per_frame: list[float | None] = [None] * len(frame_faces)
     for (t, _), p in probs.items():
