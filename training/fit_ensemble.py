@@ -152,11 +152,16 @@ def write_checkpoint(folder: Path, report: dict[str, Any], *, name: str, version
     from udfd.hub import CONFIG_NAME, UDFD_KEY
 
     folder.mkdir(parents=True, exist_ok=True)
+    chosen = report["loso_mean"][f"ensemble:{report['rule']}"] or 0.0
     meta = {"family": "ensemble", "name": name, "version": version,
             "members": [{"name": det} for det in report["members"].values()],
             "stack": report["stack"], "labels": {0: "real", 1: "fake"}, "threshold": report["threshold"],
             "temperature": report["temperature"], "threshold_rule": "youden on in-distribution val",
-            "loso": report["loso"], "loso_mean": report["loso_mean"]}
+            "loso": report["loso"], "loso_mean": report["loso_mean"],
+            "display": {"title": "UDFD ensemble (recommended)",
+                        "summary": "combines " + ", ".join(report["members"].values()) + " by stacking fitted on "
+                        "held-out sources",
+                        "skill": f"mean AUC on held-out sources {chosen:.2f} (leave-one-source-out)"}}
     (folder / CONFIG_NAME).write_text(json.dumps({UDFD_KEY: meta}, indent=1), encoding="utf-8")
     (folder / "eval_results.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     (folder / "README.md").write_text(card(report, name=name, version=version), encoding="utf-8")
