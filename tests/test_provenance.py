@@ -489,3 +489,25 @@ def test_cli_trust_anchors_option(chain, tmp_path, capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["c2pa"]["validation_state"] == "Trusted" and d["strong"]
     assert main(["provenance", str(signed), "--trust-anchors", str(tmp_path / "missing.pem")]) == 2
+
+
+def test_image_tab_shows_evidence_and_its_endpoint_json_carries_it(tmp_path, face_512):
+    from udfd.ui.image import analyze
+
+    path = tmp_path / "sd.png"
+    path.write_bytes(_encode(_sd_watermark(face_512)))
+    out = analyze(str(path), Settings(), [_SaysReal()])
+    verdict, notes = out[3], out[4]
+    assert verdict["provenance"]["watermark"]["status"] == "found" and verdict["overall"]["basis"] == "provenance"
+    assert "### Evidence" in notes and "Strong evidence" in notes
+    out = analyze(None, Settings(), [_SaysReal()], data=_png({"parameters": "Steps: 2, Sampler: x"}))
+    assert out[3]["provenance"]["metadata"]["status"] == "found" and "AUTOMATIC1111" in out[4]
+
+
+def test_video_tab_shows_evidence(tmp_path, face_rgb):
+    from tests.conftest import face_clip, write_video
+    from udfd.ui.video import analyze
+
+    clip = write_video(tmp_path / "clip.mp4", face_clip(face_rgb, n=8))
+    out = analyze(str(clip), Settings(), [_SaysReal()])
+    assert "### Evidence" in out[-1] and out[-2]["provenance"]["watermark"]["status"] == "not_checked"

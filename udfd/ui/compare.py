@@ -23,7 +23,9 @@ from udfd.errors import MediaError, UdfdError
 from udfd.explain import METHOD_LABELS, explain_methods, explain_note, explain_verdict, overlay
 from udfd.media import decode_image, image_limits, read_image
 from udfd.pipeline import compare_image
+from udfd.provenance import read_provenance
 from udfd.types import Heatmap, Image, Verdict
+from udfd.ui.evidence import evidence_markdown
 from udfd.ui.public import hide_paths
 
 AUTO = "auto"
@@ -151,6 +153,8 @@ def build_compare_tab(
             raise gr.Error("Upload an image first", print_exception=False)
         name = Path(path).name if path else "webcam image"
         image = decode_upload(path, data, settings, name)
+        provenance = read_provenance(data if data is not None else path, max_bytes=settings.max_file_bytes,
+                                     pixels=image.pixels)
         try:
             comparison = compare_image(
                 image,
@@ -158,13 +162,14 @@ def build_compare_tab(
                 settings=settings,
                 unavailable=unavailable,
                 explain=bool(heatmaps),
+                provenance=provenance,
             )
         except UdfdError as e:
             raise gr.Error(hide_paths(str(e)), print_exception=False) from e
         return (
             comparison_table(comparison),
             comparison_bars(comparison),
-            agreement_markdown(comparison),
+            evidence_markdown(comparison.verdict.provenance) + "\n\n" + agreement_markdown(comparison),
             comparison_gallery(comparison, image.pixels),
             comparison.to_dict(),
         )

@@ -24,8 +24,10 @@ from udfd.loader import current_detector, warm_up
 from udfd.media import decode_image, image_limits, read_image
 from udfd.pipeline import analyze_image, load_detectors
 from udfd.plain import sentence
+from udfd.provenance import read_provenance
 from udfd.types import Heatmap, Verdict
 from udfd.ui.compare import explanation_views, method_dropdown, method_update
+from udfd.ui.evidence import evidence_markdown
 from udfd.ui.feedback import feedback_row
 from udfd.ui.public import hide_paths
 from udfd.ui.report import write_report
@@ -86,8 +88,12 @@ def analyze(
             image = decode_image(data, name=name, **image_limits(settings))
         else:
             image = read_image(image_path, max_file_bytes=settings.max_file_bytes, **image_limits(settings))
+        # What the file itself says (C2PA, watermark, metadata), read from the upload, not from the pixels.
+        provenance = read_provenance(data if data is not None else image_path, max_bytes=settings.max_file_bytes,
+                                     pixels=image.pixels)
         # Report the file by its own name, not by the server's temporary path.
-        verdict = analyze_image(dataclasses.replace(image, source=name), settings=settings, detectors=detectors)
+        verdict = analyze_image(dataclasses.replace(image, source=name), settings=settings, detectors=detectors,
+                                provenance=provenance)
         dets = list(detectors or load_detectors(settings))
         explained = dets[0] if explain else None
         heatmaps: list[Heatmap] = []
@@ -105,7 +111,7 @@ def analyze(
         verdict.overall.text,
         face_table(verdict),
         verdict.to_dict(),
-        notes_markdown(verdict),
+        notes_markdown(verdict) + "\n\n" + evidence_markdown(verdict.provenance),
         views + reconstruction_views(detectors[0] if detectors else None, image.pixels, verdict),
         f"### {html.escape(said)}",
         write_report(verdict, said, [describe(d.name, d) for d in dets]),

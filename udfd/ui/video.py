@@ -22,6 +22,7 @@ from udfd.detectors.base import Detector
 from udfd.errors import MediaError, UdfdError
 from udfd.feedback.store import new_record
 from udfd.pipeline import VideoAnalysis, run_video
+from udfd.ui.evidence import evidence_markdown
 from udfd.ui.feedback import CHOICES, StoreFlaggingCallback
 from udfd.ui.public import hide_paths
 from udfd.ui.style import COLOURS, box_text
@@ -287,5 +288,5 @@ def outputs(analysis: VideoAnalysis, settings: Settings, detectors: Sequence[Det
         suspicious_frames(analysis, detectors[0].name),
         lip_montage(analysis),
         v.to_dict(),
-        notes_markdown(analysis),
+        notes_markdown(analysis) + "\n\n" + evidence_markdown(v.provenance),
     )
