@@ -194,6 +194,13 @@ def card(report: dict[str, Any], *, name: str, version: str) -> str:
     lines.append("| **mean** | " + " | ".join(_f(report["loso_mean"][c]) for c in cols) + " |")
     lines += ["", f"In-distribution test AUC: ensemble {_f(report['in_dist_test_auc'])}; members "
               + ", ".join(f"{m} {_f(v)}" for m, v in report["in_dist_member_test_auc"].items()) + ".", "",
+              "## Weights", "",
+              "Standardised member weights " + ", ".join(f"{m} {w:+.3f}" for m, w in
+                                                        zip(report["members"].values(), report["stack"]["weights"],
+                                                            strict=True))
+              + f", bias {report['stack']['bias']:+.3f}. A negative weight means the member is used upside down: the "
+              "stacking found it consistently wrong on the other folds' unseen sources and inverted it. Read the "
+              "per-fold table before trusting that: an inversion that helps some sources hurts the others.", "",
               "## Limits", "",
               "A probability is not proof. The LOSO folds are five groups of our 17 dev sources; fakes from methods "
               "unlike all of them (new generators, heavy post-processing) can still be missed. Members trained by "
