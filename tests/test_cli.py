@@ -19,6 +19,7 @@ VERDICT_KEYS = {"file", "kind", "faces", "overall", "model_versions", "timings_m
 @pytest.fixture(autouse=True)
 def _tiny_model(monkeypatch, tiny_vit_dir):
     monkeypatch.setenv("UDFD_MODEL_VIT", f"local-dir:{tiny_vit_dir}")
+    monkeypatch.setenv("UDFD_DETECTORS", "vit")  # a tiny model: these tests are about the CLI, not the default
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     clear_cache()
 
@@ -98,7 +99,8 @@ def test_evaluate_unknown_model_ref_is_a_clear_error(tmp_path, caplog):
 def test_python_dash_m_entry_point(face_image_path, tiny_vit_dir):
     out = subprocess.run([sys.executable, "-m", "udfd", "predict", str(face_image_path), "--json"],
                          capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "UDFD_MODEL_VIT": f"local-dir:{tiny_vit_dir}"})
+                         env={**__import__("os").environ, "UDFD_MODEL_VIT": f"local-dir:{tiny_vit_dir}",
+                              "UDFD_DETECTORS": "vit"})
     assert out.returncode == 0, out.stderr
     _check_verdict(json.loads(out.stdout))
 

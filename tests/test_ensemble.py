@@ -168,3 +168,17 @@ def _png(rng: np.random.Generator) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_the_embedded_default_is_the_ensemble_and_scores_an_example_with_its_members() -> None:
+    """The shipped default end to end: models/udfd-ensemble loads its members by name and scores a real photo."""
+    from udfd.config import PROJECT_ROOT, Settings
+    from udfd.pipeline import analyze_image
+
+    settings = Settings()
+    assert settings.detectors[0] == "ensemble"
+    verdict = analyze_image(PROJECT_ROOT / "examples" / "real_fairface_0098.jpg", settings=settings)
+    face = verdict.faces[0]
+    assert face.face_found and set(face.scores) == {"ensemble"}
+    assert set(face.members) == {"effnet_lite0", "mesonet4_df"}
+    assert 0.0 <= face.fake_prob <= 1.0 and verdict.model_versions["ensemble"].startswith("udfd-ensemble@")

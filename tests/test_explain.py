@@ -176,6 +176,7 @@ def test_cli_predict_explain_saves_timestamped_jpegs(tmp_path, monkeypatch, tiny
     from udfd.loader import clear_cache
 
     monkeypatch.setenv("UDFD_MODEL_VIT", f"local-dir:{tiny_vit_dir}")
+    monkeypatch.setenv("UDFD_DETECTORS", "vit")
     clear_cache()
     img = tmp_path / "portrait.png"
     Image.fromarray(np.random.default_rng(3).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)).save(img)
