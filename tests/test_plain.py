@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from udfd.plain import region_of, sentence
@@ -86,4 +88,4 @@ def test_the_evidence_report_names_file_verdict_faces_models_and_limits(tmp_path
     assert "| 1 | 0, 0, 90, 90 | likely fake | 0.910 | ensemble 0.910, lite0 0.800, sbi 0.950 |" in text
     assert "UDFD ensemble" in text and "opinion, not proof" in text and "Not checked." in text
     path = write_report(verdict, "s", [info])
-    assert path.endswith(".md") and "UDFD evidence report" in open(path, encoding="utf-8").read()
+    assert path.endswith(".md") and "UDFD evidence report" in Path(path).read_text(encoding="utf-8")
