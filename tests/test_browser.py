@@ -99,6 +99,12 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             sync_api.expect(page.get_by_text(re.compile(r"processing \|"))).to_have_count(0, timeout=WAIT_MS)
             sync_api.expect(page.locator("#verdict-sentence")).to_contain_text(
                 re.compile(r"Likely manipulated|Cannot tell|No sign of manipulation"), timeout=WAIT_MS)
+            # The Verdict JSON is collapsed until opened; the evidence report downloads.
+            page.get_by_text("Verdict JSON", exact=True).first.click()
+            sync_api.expect(page.get_by_text('"overall"').first).to_be_visible(timeout=WAIT_MS)
+            link = page.locator("#report a[href]").first
+            sync_api.expect(link).to_have_attribute("href", re.compile(r"udfd-report-"), timeout=WAIT_MS)
+            report = page.request.get(link.get_attribute("href")).text()  # what the download link serves
             # The annotated image is described for screen readers.
             alt = page.locator("#annotated img").first.get_attribute("alt") or ""
             page.set_viewport_size({"width": 390, "height": 844})  # a phone
@@ -132,6 +138,7 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             browser.close()
     assert verdict in {"fake", "real"}
     assert alt.strip(), "the annotated image has alt text"
+    assert "UDFD evidence report" in report and "not proof" in report
     assert phone_width <= 400, f"the page scrolls sideways at phone width ({phone_width} px)"
     assert names == sorted(available)
     with capsys.disabled():

@@ -89,3 +89,15 @@ def test_the_evidence_report_names_file_verdict_faces_models_and_limits(tmp_path
     assert "UDFD ensemble" in text and "opinion, not proof" in text and "Not checked." in text
     path = write_report(verdict, "s", [info])
     assert path.endswith(".md") and "UDFD evidence report" in Path(path).read_text(encoding="utf-8")
+
+
+def test_catalog_says_when_a_detector_is_served_from_its_fallback() -> None:
+    from udfd.catalog import describe
+
+    class Det:
+        meta = {"display": {"title": "CNN", "summary": "small"}}
+        loaded_from = "local-dir:/srv/models/udfd-cnn"
+        fallback_reasons = ("hf-hub:org/udfd-cnn: HF_HUB_OFFLINE is set",)
+
+    info = describe("cnn", Det())
+    assert "served from its embedded copy" in info.summary and "/srv" not in info.line

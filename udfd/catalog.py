@@ -32,6 +32,8 @@ def describe(name: str, detector: Any) -> DetectorInfo:
     ref = str(getattr(detector, "loaded_from", "") or "")
     card = f"https://huggingface.co/{ref.removeprefix('hf-hub:').split('@')[0]}" if ref.startswith("hf-hub:") else ""
     family = getattr(detector, "family", "")
-    return DetectorInfo(name=name, title=display.get("title") or name.replace("_", " "),
-                        summary=display.get("summary") or (f"{family} detector" if family else ""), skill=skill,
-                        card=card or display.get("card", ""))
+    summary = display.get("summary") or (f"{family} detector" if family else "")
+    if getattr(detector, "fallback_reasons", ()):  # the loader fell back past a preferred (Hub) reference
+        summary += " (served from its embedded copy: the preferred reference could not be loaded)"
+    return DetectorInfo(name=name, title=display.get("title") or name.replace("_", " "), summary=summary,
+                        skill=skill, card=card or display.get("card", ""))

@@ -225,7 +225,8 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
                                  alt_text="The analysed image with a box around each face; the words on each box "
                                  "give its verdict and fake probability (also in the table below)")
             overall = gr.Label(label="Overall verdict (at the detector's threshold; fake_prob per face below)")
-            report = gr.File(label="Evidence report (Markdown, to attach to a fact-check)", interactive=False)
+            report = gr.File(label="Evidence report (Markdown, to attach to a fact-check)", interactive=False,
+                             elem_id="report")
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False, elem_id="face-table")
     notes = gr.Markdown()
     recon = gr.Gallery(label="Explanation (heat-maps when 'Explain' is on) and reconstruction view "
