@@ -213,3 +213,13 @@ def test_cli_annotate_report_and_evaluate_groups_into_a_card(tmp_path: Path, tin
     card = (card_dir / "README.md").read_text()
     assert card.count("## Fairness") == 1 and "both the FPR" in card and "Some card." in card
     assert (card_dir / "fairness_confusion.png").is_file()
+
+
+def test_manifest_notes_with_dataset_labels_give_groups() -> None:
+    """UTKFace notes carry gender and race, FairFace notes gender only, generated photos group=<gender>/<ethnicity>."""
+    from udfd.evaluation.fairness import note_groups
+
+    assert note_groups("age=21;gender=female;race=asian;folder_agrees=True") == ("female", "asian")
+    assert note_groups("age=0-2;gender=male;format=JPEG") == ("male", "unknown")
+    assert note_groups("group=female/white") == ("female", "white")
+    assert note_groups("yunet=0.93") is None

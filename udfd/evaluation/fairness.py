@@ -143,12 +143,24 @@ def manifest_groups(root: Path) -> dict[str, tuple[str, str]]:
         out = {}
         with manifest.open(newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
-                m = re.search(r"group=([^/;]+)/([^/;]+)", row.get("note", ""))
-                if m and (prefix == "." or row["file"].startswith(prefix + "/")):
+                found = note_groups(row.get("note", ""))
+                if found and (prefix == "." or row["file"].startswith(prefix + "/")):
                     rel = row["file"] if prefix == "." else row["file"].removeprefix(prefix + "/")
-                    out[rel] = (normalise(m.group(1), GENDERS), normalise(m.group(2), ETHNICITIES))
+                    out[rel] = found
         return out
     return {}
+
+
+def note_groups(note: str) -> tuple[str, str] | None:
+    """(gender, ethnicity) from a manifest note: `group=<gender>/<ethnicity>` (generated photos), or the dataset
+    labels `gender=...;race=...` (UTKFace) / `gender=...` alone (FairFace here: ethnicity "unknown"). Pure."""
+    m = re.search(r"group=([^/;]+)/([^/;]+)", note)
+    if m:
+        return normalise(m.group(1), GENDERS), normalise(m.group(2), ETHNICITIES)
+    fields = dict(kv.split("=", 1) for kv in note.split(";") if "=" in kv)
+    if "gender" not in fields:
+        return None
+    return normalise(fields["gender"], GENDERS), normalise(fields.get("race"), ETHNICITIES)
 
 
 def read_metadata(path: Path) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
