@@ -84,12 +84,10 @@ class FakeHfApi:
         self.calls.append(("create_repo", kw))
 
     def upload_folder(self, **kw):
+        """Answers like the Hub's CommitInfo: a commit URL and an oid that differs per call."""
         self.calls.append(("upload_folder", kw))
-
-        class Info:
-            commit_url = "https://huggingface.co/org/name/commit/1"
-
-        return Info()
+        return type("CommitInfo", (), {"oid": f"rev{len(self.calls)}",
+                                       "commit_url": "https://huggingface.co/org/name/commit/1"})()
 
 
 def test_push_folder_uses_injected_api(tiny_vit_dir):

@@ -9,28 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.test_hub import FakeHfApi
 from udfd.cli.publish import cmd_publish, plan
 from udfd.config import DEFAULT_MODELS, Settings
 from udfd.detectors.base import get_family
 from udfd.errors import ModelUnavailableError
 from udfd.loader import clear_cache, load_detector
-
-
-class RecordingApi:
-    """Stands in for huggingface_hub.HfApi: records every call, answers like the Hub (a commit oid)."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[tuple[str, dict]] = []
-        self.fail = fail
-
-    def create_repo(self, **kw):
-        if self.fail:
-            raise ConnectionError("no network")
-        self.calls.append(("create_repo", kw))
-
-    def upload_folder(self, **kw):
-        self.calls.append(("upload_folder", kw))
-        return type("CommitInfo", (), {"oid": f"rev{len(self.calls)}", "commit_url": "https://hf.co/x"})()
 
 
 def _checkpoint(folder: Path) -> Path:
@@ -74,7 +58,7 @@ def _args(tmp_path: Path, **kw) -> argparse.Namespace:
 
 
 def test_publish_sends_one_commit_per_folder_and_pins_the_space_config(tmp_path: Path) -> None:
-    api = RecordingApi()
+    api = FakeHfApi()
     assert cmd_publish(_args(tmp_path, names=["cnn", "lip_lstm"]), Settings(), api=api) == 0
     assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"] * 2
     up = api.calls[1][1]
@@ -87,7 +71,7 @@ def test_publish_sends_one_commit_per_folder_and_pins_the_space_config(tmp_path:
 
 
 def test_dry_run_prints_the_plan_and_sends_nothing(tmp_path: Path, capsys) -> None:
-    api = RecordingApi(fail=True)
+    api = FakeHfApi(fail=True)
     assert cmd_publish(_args(tmp_path, names=["cnn"], dry_run=True), Settings(), api=api) == 0
     line = json.loads(capsys.readouterr().out.splitlines()[0])
     assert line["repo_id"] == "org/udfd-cnn" and "config.json" in line["files"] and "model.safetensors" in line["files"]
@@ -96,7 +80,7 @@ def test_dry_run_prints_the_plan_and_sends_nothing(tmp_path: Path, capsys) -> No
 
 def test_publish_without_network_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailableError, match="needs network access"):
-        cmd_publish(_args(tmp_path, names=["cnn"]), Settings(), api=RecordingApi(fail=True))
+        cmd_publish(_args(tmp_path, names=["cnn"]), Settings(), api=FakeHfApi(fail=True))
 
 
 def test_plan_refuses_a_detector_without_an_embedded_folder() -> None:
