@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,9 @@ def bench_families(*, settings: Settings, files: list[Path], stats: Any) -> list
     """Rows for every configured detector: {name, version, batch1, batch8, train_images_per_s} or {name, unavailable}."""
     crops = [detect_faces(read_image(f).pixels, settings.faces)[0].pixels for f in files]
     rows = []
-    for name in tqdm(list(settings.models), desc="families", unit="model"):
-        try:
-            det = load_detector(name, settings=settings)
-        except UdfdError as e:
-            rows.append({"name": name, "unavailable": str(e)})
-            continue
-        if det.modality != "image":  # sequence models are timed by `udfd bench --video`
-            rows.append({"name": name, "unavailable": "scores videos only: see udfd bench --video"})
+    for name, det, reason in image_detectors(settings, desc="families"):
+        if det is None:
+            rows.append({"name": name, "unavailable": reason})
             continue
         warm_up(det)
         b1 = [_ms(det, [c]) for c in crops]
@@ -44,6 +40,21 @@ def bench_families(*, settings: Settings, files: list[Path], stats: Any) -> list
         rows.append({"name": name, "version": det.version, "batch1": stats(b1), "batch8": stats(b8),
                      "train_images_per_s": _train_speed(det, crops)})
     return rows
+
+
+def image_detectors(settings: Settings, *, desc: str) -> Iterator[tuple[str, Any, str]]:
+    """Every configured model, with a progress bar: (name, loaded image detector, "") or (name, None, why not).
+    Sequence models are timed by `udfd bench --video`."""
+    for name in tqdm(list(settings.models), desc=desc, unit="model"):
+        try:
+            det = load_detector(name, settings=settings)
+        except UdfdError as e:
+            yield name, None, str(e)
+            continue
+        if det.modality != "image":
+            yield name, None, "scores videos only: see udfd bench --video"
+            continue
+        yield name, det, ""
 
 
 def _ms(det: Any, crops: list[np.ndarray]) -> float:

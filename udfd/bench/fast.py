@@ -19,12 +19,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from udfd.bench.families import image_detectors
 from udfd.bench.latency import SEED, _environment, default_data_dir, sample_images, stats
 from udfd.config import Settings
-from udfd.errors import UdfdError
 from udfd.faces import detect_faces
 from udfd.fast import FAST_MODES, accelerate
-from udfd.loader import load_detector
 from udfd.media import read_image
 
 log = logging.getLogger(__name__)
@@ -44,14 +43,9 @@ def run_fast_bench(*, settings: Settings, data: Path | None = None, n: int = 32,
              for f in tqdm(files, desc="face crops", unit="img")]
     plain = replace(settings, fast="")
     rows = []
-    for name in tqdm(list(settings.models), desc="fast paths", unit="model"):
-        try:
-            det = load_detector(name, settings=plain)
-        except UdfdError as e:
-            rows.append({"name": name, "unavailable": str(e)})
-            continue
-        if det.modality != "image":
-            rows.append({"name": name, "unavailable": f"scores {det.modality}: not measured"})
+    for name, det, reason in image_detectors(plain, desc="fast paths"):
+        if det is None:
+            rows.append({"name": name, "unavailable": reason})
             continue
         rows.append(_bench_detector(det, crops[:n], crops, modes))
     return {"environment": env, "data": str(root), "n_timed": n, "n_agreement": len(crops), "batch": BATCH,
