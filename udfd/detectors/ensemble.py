@@ -62,10 +62,13 @@ class _EnsembleNet(nn.Module):
             cols.append((logits[:, fi] - logits[:, 1 - fi]) / float(m.temperature))
         return torch.stack(cols, dim=1)
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        z = (self.member_log_odds(batch) - self.mu) / self.sd
-        s = z @ self.w + self.b
+    def combine(self, d: torch.Tensor) -> torch.Tensor:
+        """(B, K) member log-odds -> (B, 2) logits (0, s)."""
+        s = ((d - self.mu) / self.sd) @ self.w + self.b
         return torch.stack([torch.zeros_like(s), s], dim=1)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.member_log_odds(batch))
 
 
 @register
@@ -179,9 +182,7 @@ class EnsembleDetector:
         """`predict` and `member_scores` from one pass through the members."""
         with torch.inference_mode():
             d = self.net.member_log_odds(batch)
-            z = (d - self.net.mu) / self.net.sd
-            s = z @ self.net.w + self.net.b
-        logits = torch.stack([torch.zeros_like(s), s], dim=1)
+            logits = self.net.combine(d)
         scores = scores_from_logits(logits, name=self.name, fake_index=1, temperature=self.temperature,
                                     threshold=self.threshold)
         return scores, self._member_dicts(d)
