@@ -47,9 +47,47 @@ def analyze_image(
 
     `source` is a path, raw bytes or an already decoded `Image`; for an `Image`, pass the file's `provenance`
     (`udfd.provenance.read_provenance`) or it is reported as not checked. Raises `MediaError` for bad files and
-    `ModelUnavailableError` when a configured model cannot be loaded.
+    `ModelUnavailableError` when a configured model cannot be loaded. Many files: `udfd.batch.analyze_many`
+    (the same three steps, faces of several files per detector call).
     """
     settings = settings or Settings()
+    prepared = prepare_image(source, settings=settings, name=name, provenance=provenance)
+    dets = list(detectors) if detectors is not None else load_detectors(settings)
+    scores = score_faces(dets, [f.pixels for f in prepared.faces], tta=settings.tta)
+    return image_verdict(prepared, dets, scores, settings=settings)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image decoded, its provenance read and its faces found: ready for the detectors."""
+
+    image: Image
+    provenance: Provenance
+    faces: tuple[FaceCrop, ...]
+    timings_ms: dict[str, float]  # decode, provenance, faces
+
+
+@dataclass(frozen=True)
+class FaceScores:
+    """Every detector's score of every face of a batch (one list per detector, in face order), the first
+    detector's TTA spread and ensemble member scores per face, and each detector's time for the batch."""
+
+    per_detector: dict[str, list[Score]]
+    spreads: list[float]
+    members: list[dict[str, float]]
+    timings_ms: dict[str, float]
+
+    def take(self, start: int, stop: int, *, share: float = 1.0) -> FaceScores:
+        """The scores of faces start..stop-1; timings scaled by `share` (that slice's part of the batch)."""
+        return FaceScores({k: v[start:stop] for k, v in self.per_detector.items()}, self.spreads[start:stop],
+                          self.members[start:stop], {k: v * share for k, v in self.timings_ms.items()})
+
+
+def prepare_image(
+    source: str | os.PathLike | bytes | Image, *, settings: Settings, name: str | None = None,
+    provenance: Provenance | None = None,
+) -> PreparedImage:
+    """Decode (unless `source` is an `Image`), read provenance (unless given) and find the faces. Thread-safe."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     image = _decode(source, settings=settings, name=name)
@@ -57,32 +95,45 @@ def analyze_image(
     t0 = time.perf_counter()
     provenance = provenance or provenance_of(source, max_bytes=settings.max_file_bytes, pixels=image.pixels)
     timings["provenance"] = (time.perf_counter() - t0) * 1000
-
     t0 = time.perf_counter()
     faces = detect_faces(image.pixels, settings.faces, detector=get_face_detector(settings.faces))
     timings["faces"] = (time.perf_counter() - t0) * 1000
+    return PreparedImage(image, provenance, tuple(faces), timings)
 
-    dets = list(detectors) if detectors is not None else load_detectors(settings)
+
+def score_faces(dets: Sequence[Detector], crops: Sequence[np.ndarray], *, tta: bool = False) -> FaceScores:
+    """Every detector once over all `crops` (one batch each); with `tta`, the first detector also scores each
+    crop's test-time views (its spread widens the uncertain band); an ensemble first brings its members' scores."""
     if not dets:
         raise UdfdError("no detector configured: set UDFD_DETECTORS (e.g. UDFD_DETECTORS=vit)")
+    crops = list(crops)
     per_detector: dict[str, list[Score]] = {}
-    spreads = [0.0] * len(faces)
-    members: list[dict[str, float]] = [{} for _ in faces]
+    timings: dict[str, float] = {}
+    spreads = [0.0] * len(crops)
+    members: list[dict[str, float]] = [{} for _ in crops]
     for k, det in enumerate(dets):
         t0 = time.perf_counter()
-        if k == 0 and settings.tta:
-            per_detector[det.name], spreads = _score_with_tta(det, [f.pixels for f in faces])
+        if k == 0 and tta:
+            per_detector[det.name], spreads = _score_with_tta(det, crops)
         elif k == 0 and hasattr(det, "predict_with_members"):  # an ensemble: its members' scores come along
-            per_detector[det.name], members = det.predict_with_members(det.preprocess([f.pixels for f in faces]))
+            per_detector[det.name], members = det.predict_with_members(det.preprocess(crops))
         else:
-            per_detector[det.name] = det.predict(det.preprocess([f.pixels for f in faces]))
+            per_detector[det.name] = det.predict(det.preprocess(crops))
         timings[det.name] = (time.perf_counter() - t0) * 1000
+    return FaceScores(per_detector, spreads, members, timings)
 
+
+def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: FaceScores, *,
+                  settings: Settings) -> Verdict:
+    """The Verdict of one prepared image from its faces' scores (`scores` holds exactly its faces). Pure."""
+    image, faces, provenance = prepared.image, prepared.faces, prepared.provenance
+    timings = dict(prepared.timings_ms) | scores.timings_ms
+    per_detector = scores.per_detector
     h, w = image.pixels.shape[:2]
     face_verdicts = tuple(
-        _face_verdict(face, [scores[i] for scores in per_detector.values()], band=settings.uncertain_band,
-                      disagreement=settings.disagreement, spread=spreads[i],
-                      box=scale_box(face.box, (w, h), image.size), members=members[i])  # boxes in file pixels
+        _face_verdict(face, [s[i] for s in per_detector.values()], band=settings.uncertain_band,
+                      disagreement=settings.disagreement, spread=scores.spreads[i],
+                      box=scale_box(face.box, (w, h), image.size), members=scores.members[i])  # boxes in file pixels
         for i, face in enumerate(faces)
     )
     notes: list[str] = []

@@ -8,6 +8,7 @@ import logging
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--explain-dir", type=Path, default=Path("explanations"), help="default: ./explanations")
     pr.add_argument("--explain-method", default=None,
                     help="fullgrad | gradcam | eigencam | error (default: each detector's own default)")
+    _add_batch_args(pr)
     pr.set_defaults(func=cmd_predict)
 
     ev = sub.add_parser("evaluate", help="metrics on DIR/real/** and DIR/fake/**, overall and per source")
@@ -81,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, help="also write the JSON report to this file")
     ev.add_argument("--write-cards", action="store_true",
                     help="put the robustness table into each local detector's model card (README.md)")
+    _add_batch_args(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     be = sub.add_parser("bench", help="latency of decode + faces + detector vs a plain transformers pipeline")
@@ -115,10 +118,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_batch_args(p: argparse.ArgumentParser) -> None:
+    from udfd.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                   help=f"threads that decode images and find faces (default {DEFAULT_WORKERS})")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"faces per detector call, across files (default {DEFAULT_BATCH_SIZE}; 1: one at a time)")
+
+
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
-    from udfd.media import image_limits, iter_image_files, read_image
-    from udfd.pipeline import analyze_image, analyze_video, load_detectors
-    from udfd.provenance import read_provenance
+    from udfd.media import iter_image_files
+    from udfd.pipeline import load_detectors
     from udfd.video import is_video, iter_video_files
 
     files = sorted(set(iter_image_files(args.paths)) | set(iter_video_files(args.paths)))
@@ -129,21 +140,12 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     detectors = load_detectors(settings) if any(not is_video(f) for f in files) else []
     video_detectors = load_detectors(settings, settings.video_detectors) if any(map(is_video, files)) else []
     failed = 0
-    for path in files:
-        try:
-            saved = None
-            if is_video(path):
-                verdict = analyze_video(path, settings=settings, detectors=video_detectors)
-            else:
-                image = read_image(path, max_file_bytes=settings.max_file_bytes, **image_limits(settings))
-                provenance = read_provenance(path, max_bytes=settings.max_file_bytes, pixels=image.pixels)
-                verdict = analyze_image(image, settings=settings, detectors=detectors, provenance=provenance)
-                saved = _save_explanations(args, image, verdict, detectors) if args.explain else None
-        except UdfdError as e:
+    for path, verdict, saved, error in _predictions(args, files, settings, detectors, video_detectors):
+        if error is not None:
             failed += 1
-            log.error("%s", e)
+            log.error("%s", error)
             if args.json:
-                print(json.dumps({"file": str(path), "error": str(e)}), flush=True)
+                print(json.dumps({"file": str(path), "error": str(error)}), flush=True)
             continue
         if args.json:
             extra = {"explanations": saved} if saved is not None else {}
@@ -155,6 +157,38 @@ def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
     if failed:
         log.error("%d of %d files could not be analysed", failed, len(files))
     return 1 if failed else 0
+
+
+def _predictions(args: argparse.Namespace, files: list[Path], settings: Settings, detectors: list[Any],
+                 video_detectors: list[Any]) -> Iterator[tuple[Path, Any, list[str] | None, UdfdError | None]]:
+    """(path, verdict, saved explanations, error) per file, in order: runs of images through the batch engine
+    (`udfd.batch.analyze_many`), videos one at a time."""
+    from itertools import groupby
+
+    from udfd.batch import analyze_many
+    from udfd.pipeline import analyze_video, prepare_image
+    from udfd.video import is_video
+
+    for video, run in groupby(files, key=is_video):
+        if video:
+            for path in run:
+                try:
+                    yield path, analyze_video(path, settings=settings, detectors=video_detectors), None, None
+                except UdfdError as e:
+                    yield path, None, None, e
+            continue
+        for r in analyze_many(run, lambda p: [prepare_image(p, settings=settings)], detectors=detectors,
+                              settings=settings, workers=args.workers, batch_size=args.batch_size):
+            if r.error is not None:
+                yield r.item, None, None, r.error
+                continue
+            try:
+                saved = _save_explanations(args, r.prepared[0].image, r.verdicts[0], detectors) if args.explain \
+                    else None
+            except UdfdError as e:
+                yield r.item, None, None, e
+                continue
+            yield r.item, r.verdicts[0], saved, None
 
 
 def _save_explanations(args: argparse.Namespace, image: Any, verdict: Any, detectors: list[Any]) -> list[str]:
@@ -208,7 +242,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
             annotations = read_annotations(args.groups)
         report = evaluate_folder(args.data, settings=settings, limit=args.limit, seed=args.seed,
-                                 perturbations=perturbations, only=only, subset=subset, annotations=annotations)
+                                 perturbations=perturbations, only=only, subset=subset, annotations=annotations,
+                                 workers=args.workers, batch_size=args.batch_size)
         report["command"] = "udfd " + shlex.join(args.argv)
         _write_extras(args, report, settings)
         if args.card and "per_group" in report:

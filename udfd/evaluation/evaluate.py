@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from udfd.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, analyze_many
 from udfd.config import Settings
 from udfd.errors import UdfdError
 from udfd.evaluation.metrics import (
@@ -23,7 +24,7 @@ from udfd.evaluation.metrics import (
 )
 from udfd.media import iter_image_files, read_image
 from udfd.perturb import Perturbation
-from udfd.pipeline import analyze_image, load_detectors
+from udfd.pipeline import PreparedImage, load_detectors, prepare_image
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def labelled_files(
 def evaluate_folder(
     root: Path, *, settings: Settings, limit: int = 0, seed: int = 0, perturbations: Sequence[Perturbation] = (),
     only: Collection[str] | None = None, subset: str = "all", annotations: dict[str, Any] | None = None,
+    workers: int = DEFAULT_WORKERS, batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
     """Metrics of every configured detector through the full pipeline (image score = its most-fake face).
 
@@ -63,7 +65,9 @@ def evaluate_folder(
     `perturbations`, every image is scored again after each one (faces detected anew on the perturbed image) and
     `robustness[detector]` holds the clean metrics and, per perturbation, the changes (`metrics.robustness_delta`).
     With `annotations` (sha256 -> udfd.evaluation.fairness.Annotation), `per_group` holds the primary detector's metrics per
-    gender / ethnicity group (udfd.evaluation.fairness.per_group_report).
+    gender / ethnicity group (udfd.evaluation.fairness.per_group_report). Files are decoded in `workers` threads
+    and scored `batch_size` faces per detector call (`udfd.batch.analyze_many`): the verdicts are those of one
+    `analyze_image` per file.
     """
     detectors = load_detectors(settings)
     primary = detectors[0]
@@ -77,19 +81,24 @@ def evaluate_folder(
     no_face = dict.fromkeys(conditions, 0)
     desc = f"evaluate {', '.join(d.name for d in detectors)}" + (f" × {len(conditions)} conditions" if perturbations
                                                                   else "")
-    for i, (path, label, source) in enumerate(tqdm(items, desc=desc, unit="img")):
-        try:
-            image = read_image(path, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
-            views = {"clean": image} | {p.name: replace(image, pixels=p.apply(image.pixels, seed=seed + i))
-                                        for p in perturbations}
-            verdicts = {c: analyze_image(v, settings=settings, detectors=detectors) for c, v in views.items()}
-        except UdfdError as e:
-            errors.append({"file": str(path), "error": str(e)})
+
+    def prepare(job: tuple[int, tuple[Path, int, str]]) -> list[PreparedImage]:
+        i, (path, _, _) = job
+        image = read_image(path, max_pixels=settings.max_pixels, max_file_bytes=settings.max_file_bytes)
+        views = [image] + [replace(image, pixels=p.apply(image.pixels, seed=seed + i)) for p in perturbations]
+        return [prepare_image(v, settings=settings) for v in views]  # clean first, then each perturbation
+
+    results = analyze_many(enumerate(items), prepare, detectors=detectors, settings=settings, workers=workers,
+                           batch_size=batch_size)
+    for result in tqdm(results, total=len(items), desc=desc, unit="img"):
+        path, label, source = result.item[1]
+        if result.error is not None:
+            errors.append({"file": str(path), "error": str(result.error)})
             continue
         labels.append(label)
         sources.append(source)
         scored.append(path)
-        for c, verdict in verdicts.items():
+        for c, verdict in zip(conditions, result.verdicts, strict=True):
             no_face[c] += not verdict.faces[0].face_found
             for d in detectors:
                 probs[c][d.name].append(max(f.scores[d.name] for f in verdict.faces))
