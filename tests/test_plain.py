@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from udfd.plain import region_of, sentence
@@ -71,24 +69,6 @@ def test_catalog_reads_display_metadata() -> None:
     assert info.title == "EfficientNet-Lite0" and info.skill == "mean AUC on held-out sources 0.81"
     assert info.card == "https://huggingface.co/org/udfd-effnet-lite0"
     assert "EfficientNet-Lite0" in info.line and "0.81" in info.line
-
-
-def test_the_evidence_report_names_file_verdict_faces_models_and_limits(tmp_path) -> None:
-    from datetime import UTC, datetime
-
-    from udfd.catalog import DetectorInfo
-    from udfd.ui.report import report_markdown, write_report
-
-    face = _face(0.91, scores={"ensemble": 0.91})
-    face = FaceVerdict(**{**face.__dict__, "members": {"lite0": 0.8, "sbi": 0.95}})
-    verdict = _verdict(face)
-    info = DetectorInfo("ensemble", "UDFD ensemble", "three members", "mean AUC on held-out sources 0.80", "")
-    text = report_markdown(verdict, "Likely manipulated — x.", [info], when=datetime(2026, 12, 1, tzinfo=UTC))
-    assert "**Likely manipulated — x.**" in text and "`x.jpg`" in text and "2026-12-01 00:00 UTC" in text
-    assert "| 1 | 0, 0, 90, 90 | likely fake | 0.910 | ensemble 0.910, lite0 0.800, sbi 0.950 |" in text
-    assert "UDFD ensemble" in text and "opinion, not proof" in text and "Not checked." in text
-    path = write_report(verdict, "s", [info])
-    assert path.endswith(".md") and "UDFD evidence report" in Path(path).read_text(encoding="utf-8")
 
 
 def test_catalog_says_when_a_detector_is_served_from_its_fallback() -> None:

@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--explain-dir", type=Path, default=Path("explanations"), help="default: ./explanations")
     pr.add_argument("--explain-method", default=None,
                     help="fullgrad | gradcam | eigencam | error (default: each detector's own default)")
+    pr.add_argument("--report", type=Path, metavar="DIR",
+                    help="write a self-contained HTML evidence report per file into DIR (DIR/<file name>.html)")
     _add_batch_args(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -167,13 +169,18 @@ def _predictions(args: argparse.Namespace, files: list[Path], settings: Settings
 
     from udfd.batch import analyze_many
     from udfd.pipeline import analyze_video, prepare_image
+    from udfd.ui.report import save_report  # no Gradio: the report is plain HTML
     from udfd.video import is_video
 
+    reports: set[str] = set()  # --report names already written by this run
     for video, run in groupby(files, key=is_video):
         if video:
             for path in run:
                 try:
-                    yield path, analyze_video(path, settings=settings, detectors=video_detectors), None, None
+                    verdict = analyze_video(path, settings=settings, detectors=video_detectors)
+                    if args.report:
+                        save_report(args.report, path, verdict, video_detectors, taken=reports)
+                    yield path, verdict, None, None
                 except UdfdError as e:
                     yield path, None, None, e
             continue
@@ -185,6 +192,9 @@ def _predictions(args: argparse.Namespace, files: list[Path], settings: Settings
             try:
                 saved = _save_explanations(args, r.prepared[0].image, r.verdicts[0], detectors) if args.explain \
                     else None
+                if args.report:
+                    save_report(args.report, r.item, r.verdicts[0], detectors, image=r.prepared[0].image,
+                                method=args.explain_method, taken=reports)
             except UdfdError as e:
                 yield r.item, None, None, e
                 continue

@@ -6,13 +6,12 @@ import dataclasses
 import html
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
-from PIL import Image as PILImage
-from PIL import ImageDraw, ImageFont
 
 from udfd.catalog import describe
 from udfd.config import PROJECT_ROOT, Settings
@@ -27,11 +26,11 @@ from udfd.plain import sentence
 from udfd.provenance import read_provenance
 from udfd.types import Heatmap, Verdict
 from udfd.ui.compare import explanation_views, method_dropdown, method_update
+from udfd.ui.draw import draw_verdict
 from udfd.ui.evidence import evidence_markdown
 from udfd.ui.feedback import feedback_row
 from udfd.ui.public import hide_paths
-from udfd.ui.report import write_report
-from udfd.ui.style import COLOURS, TEXT_COLOURS, box_text, verdict_key
+from udfd.ui.report import FileFacts, gather, write_report
 from udfd.ui.uploads import read_upload
 
 log = logging.getLogger("udfd.app")
@@ -75,8 +74,9 @@ def analyze(
     """Analyse one image file (or raw `data`) -> (annotated image, overall label, per-face table, Verdict JSON,
     notes, gallery views, plain-language sentence, report file). Gallery views: with `explain` (a method name or
     "auto") the heat-maps of the first detector, then the reconstruction view of detectors that reconstruct their
-    input. The sentence says what the verdict means (udfd.plain); the report is a Markdown evidence report to
-    download and attach to a fact-check.
+    input. The sentence says what the verdict means (udfd.plain); the report is a self-contained HTML evidence
+    report (udfd/ui/report.py: image, crops and heat-maps, scores, provenance, models, file hash) to download and
+    attach to a fact-check.
 
     Every failure surfaces as a `gr.Error` with a message for the user, never a traceback.
     """
@@ -114,8 +114,23 @@ def analyze(
         notes_markdown(verdict) + "\n\n" + evidence_markdown(verdict.provenance),
         views + reconstruction_views(detectors[0] if detectors else None, image.pixels, verdict),
         f"### {html.escape(said)}",
-        write_report(verdict, said, [describe(d.name, d) for d in dets]),
+        _report(verdict, image, dets, said, heatmaps, size=len(data) if data is not None else None,
+                path=image_path, method=None if explain in (None, "", "auto") else explain),
     )
+
+
+def _report(verdict: Verdict, image: Any, dets: list[Detector], said: str, heatmaps: list[Heatmap], *,
+            size: int | None, path: str | None, method: str | None) -> str | None:
+    """The evidence report's file (udfd/ui/report.py); None, logged, when it cannot be written (the verdict stands)."""
+    try:
+        size = size if size is not None else Path(path or "").stat().st_size
+        inputs = gather(verdict, image.pixels, dets[0] if dets else None, said=said,
+                        detectors=[describe(d.name, d) for d in dets], when=datetime.now(UTC), heatmaps=heatmaps,
+                        method=method, file=FileFacts(name=verdict.file, size_bytes=size, sha256=image.sha256))
+        return write_report(inputs)
+    except OSError as e:
+        log.error("the evidence report for %s could not be written: %s", verdict.file, e)
+        return None
 
 
 def reconstruction_views(detector: Detector | None, pixels: np.ndarray, verdict: Verdict) -> list[tuple[Any, str]]:
@@ -136,28 +151,6 @@ def reconstruction_views(detector: Detector | None, pixels: np.ndarray, verdict:
     crop = cv2.resize(np.ascontiguousarray(pixels[y0:y1, x0:x1]), (side, side), interpolation=cv2.INTER_AREA)
     return [(crop, "face (model input)"), (reconstruction, "reconstruction"),
             (colorize(error), "reconstruction error (relative)"), (colorize(fft_error_spectrum(error)), "FFT of the error")]
-
-
-def draw_verdict(pixels: np.ndarray, verdict: Verdict) -> np.ndarray:
-    """A copy of `pixels` with one box per face, coloured by verdict and labelled like "face 1: fake 0.87"."""
-    canvas = PILImage.fromarray(pixels.copy())
-    draw = ImageDraw.Draw(canvas)
-    short = min(canvas.size)
-    width = max(2, round(short / 200))
-    font = ImageFont.load_default(size=max(12, round(short / 28)))
-    for i, (face, box) in enumerate(zip(verdict.faces, verdict_boxes(verdict, pixels), strict=True), start=1):
-        key = verdict_key(face.label, face.uncertain)
-        colour = COLOURS[key]
-        x0, y0, x1, y1 = box
-        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=width)
-        who = f"face {i}" if face.face_found else "whole image"
-        text = box_text(who, face.label, face.fake_prob, face.uncertain)
-        left, top, right, bottom = draw.textbbox((x0, y0), text, font=font)
-        # Above the box when there is room, otherwise just inside its top edge.
-        dy = (bottom - top + 2 * width) if y0 >= bottom - top + 2 * width else 0
-        draw.rectangle((left, top - dy, right + 2 * width, bottom - dy + width), fill=colour)
-        draw.text((x0 + width, y0 - dy), text, fill=TEXT_COLOURS[key], font=font)
-    return np.asarray(canvas)
 
 
 def face_table(verdict: Verdict) -> dict[str, Any]:
@@ -225,8 +218,8 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
                                  alt_text="The analysed image with a box around each face; the words on each box "
                                  "give its verdict and fake probability (also in the table below)")
             overall = gr.Label(label="Overall verdict (at the detector's threshold; fake_prob per face below)")
-            report = gr.File(label="Evidence report (Markdown, to attach to a fact-check)", interactive=False,
-                             elem_id="report")
+            report = gr.File(label="Evidence report (one HTML page with the image, scores and file hash, to attach "
+                             "to a fact-check)", interactive=False, elem_id="report")
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False, elem_id="face-table")
     notes = gr.Markdown()
     recon = gr.Gallery(label="Explanation (heat-maps when 'Explain' is on) and reconstruction view "
