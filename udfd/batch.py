@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_WORKERS = 2
-DEFAULT_BATCH_SIZE = 16  # faces per detector call: ONNX members gain little beyond 8-16 on CPU (bench_fast.json)
+# Faces per detector call. On 2 CPU cores the default's ONNX members cost about the same per face at batch 1 and 8
+# (benchmarks/results/bench_fast_new_members.json): there the gain is decoding and face detection overlapping the
+# detectors (benchmarks/results/batch_throughput.json); bigger batches help eager and GPU models.
+DEFAULT_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
