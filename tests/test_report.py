@@ -237,3 +237,28 @@ def test_the_image_tab_serves_the_html_report(tiny_settings, face_rgb, tmp_path)
     assert report.endswith(".html") and html.unescape(said.removeprefix("### ")) in shown
     assert hashlib.sha256(path.read_bytes()).hexdigest() in shown and "face.png" in shown
     assert len(page.images()) == 3 and "Heat-maps:" in shown  # the Explain maps, reused
+
+
+def test_a_video_report_has_its_hash_and_frames_but_no_images(tmp_path) -> None:
+    import torch
+
+    from tests.conftest import write_video
+    from udfd.config import Settings, VideoSettings
+    from udfd.detectors.vit import ViTDetector
+    from udfd.pipeline import analyze_video
+    from udfd.ui.report import save_report
+
+    torch.manual_seed(0)
+    det = ViTDetector.create(ViTDetector.tiny_arch)
+    det.module().eval()
+    rng = np.random.default_rng(0)
+    clip = write_video(tmp_path / "clip.mp4", [rng.integers(0, 256, (96, 128, 3), np.uint8) for _ in range(8)])
+    verdict = analyze_video(clip, settings=Settings(video=VideoSettings(frames=4, selection="uniform")),
+                            detectors=[det])
+    out = save_report(tmp_path / "reports", clip, verdict, [det])
+    page = _Page(out.read_text(encoding="utf-8"))
+    assert_inert(page)
+    shown = " ".join(page.text)
+    assert out.name == "clip.mp4.html" and page.images() == []
+    assert hashlib.sha256(clip.read_bytes()).hexdigest() in shown and "decoded frames scored" in shown
+    assert "not included for videos" in shown

@@ -117,6 +117,9 @@ def _file_table(r: ReportInputs, when: str) -> str:
         ("SHA-256", f'<code id="sha256">{esc(r.file.sha256)}</code>'),
         ("Kind", f"{esc(v.kind)}, {v.width}\u00d7{v.height} pixels" if v.width else esc(v.kind)),
         ("Analysed", esc(when)),
+        *([("Video", f"{v.video.duration_s:.1f} s at {v.video.fps:.1f} frames per second; {len(v.video.frames_used)} "
+                     f"of {v.video.frames_decoded} decoded frames scored ({esc(v.video.selection.replace('_', ' '))})"
+                     + ("; only the start was analysed" if v.video.truncated else ""))] if v.video else []),
         ("Overall verdict", f"{esc(WORDS[verdict_key(o.label, o.uncertain)])} (label {esc(o.label)}; fake "
                             f"probability {o.fake_prob:.3f} at threshold {o.threshold:.3f}; decided by {basis}"
                             + (f": {esc('; '.join(o.evidence))}" if o.evidence else "") + ")"),
