@@ -7,6 +7,8 @@ printed in the log. Set UDFD_CHROMIUM to use another Chromium binary.
 
 from __future__ import annotations
 
+import hashlib
+import html
 import os
 import re
 import shutil
@@ -17,12 +19,14 @@ import pytest
 import app
 from tests.conftest import serve  # noqa: E402
 from udfd.config import Settings
+from udfd.ui.image import EXAMPLES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WAIT_MS = 120_000  # a generous bound for a loaded 2-core machine, not a timing assertion
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "outputs" / "browser"
+EXAMPLE = EXAMPLES / "fake_faceswap_fairface_0175_on_0085.jpg"  # the example the test clicks
 # As root and on a closed network: no sandbox, and none of Chromium's background calls home.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -103,8 +107,11 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             page.get_by_text("Verdict JSON", exact=True).first.click()
             sync_api.expect(page.get_by_text('"overall"').first).to_be_visible(timeout=WAIT_MS)
             link = page.locator("#report a[href]").first
-            sync_api.expect(link).to_have_attribute("href", re.compile(r"udfd-report-"), timeout=WAIT_MS)
-            report = page.request.get(link.get_attribute("href")).text()  # what the download link serves
+            sync_api.expect(link).to_have_attribute("href", re.compile(r"udfd-report-.*\.html"), timeout=WAIT_MS)
+            said = page.locator("#verdict-sentence").inner_text().strip()
+            with page.expect_download(timeout=WAIT_MS) as download:  # a click on the link downloads the page
+                link.click()
+            report = Path(download.value.path()).read_text(encoding="utf-8")
             # The annotated image is described for screen readers.
             alt = page.locator("#annotated img").first.get_attribute("alt") or ""
             page.set_viewport_size({"width": 390, "height": 844})  # a phone
@@ -138,7 +145,10 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             browser.close()
     assert verdict in {"fake", "real"}
     assert alt.strip(), "the annotated image has alt text"
-    assert "UDFD evidence report" in report and "not proof" in report
+    # The report is the HTML page of the example just shown: its sentence, and the SHA-256 of the example's bytes.
+    assert report.startswith("<!DOCTYPE html>") and "UDFD evidence report" in report and "not proof" in report
+    assert said and said in html.unescape(report), said
+    assert hashlib.sha256(EXAMPLE.read_bytes()).hexdigest() in report
     assert phone_width <= 400, f"the page scrolls sideways at phone width ({phone_width} px)"
     assert names == sorted(available)
     with capsys.disabled():
