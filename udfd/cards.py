@@ -113,3 +113,41 @@ def replace_marked_block(text: str, name: str, content: str, *, heading: str, be
 def replace_robustness_section(card: str, table: str) -> str:
     """The card with its robustness block replaced; a "## Robustness" section before "Intended use" if absent."""
     return replace_marked_block(card, "robustness", table, heading="## Robustness", before="## Intended use")
+
+
+LOSO_DATASET = "UDFD dev faces, leave-one-source-out (fold's fakes and matching reals held out of training)"
+IN_DIST_DATASET = "UDFD dev faces, in-distribution test split"
+
+
+def eval_index(*, loso: dict[str, float | None], in_dist_auc: float | None = None,
+               loso_mean: float | None = None) -> list[Any]:
+    """`EvalResult`s for the LOSO table (one ROC-AUC per held-out fold, plus the mean) and the in-dist test AUC."""
+    from huggingface_hub import EvalResult
+
+    def result(dataset: str, split: str, value: float, name: str) -> Any:
+        return EvalResult(task_type="image-classification", dataset_type="udfd-dev-faces", dataset_name=dataset,
+                          dataset_split=split, metric_type="roc_auc", metric_name=name,
+                          metric_value=round(float(value), 4))
+
+    out = [result(LOSO_DATASET, f"heldout:{fold}", auc, f"LOSO ROC-AUC ({fold} held out)")
+           for fold, auc in sorted(loso.items()) if auc is not None]
+    if loso_mean is not None:
+        out.append(result(LOSO_DATASET, "heldout:mean", loso_mean, "LOSO ROC-AUC (mean over folds)"))
+    if in_dist_auc is not None:
+        out.append(result(IN_DIST_DATASET, "test", in_dist_auc, "ROC-AUC (in-distribution test)"))
+    return out
+
+
+def with_model_index(card: str, results: list[Any], *, model_name: str) -> str:
+    """The card with `results` in its model-index, replacing earlier LOSO / in-dist entries of `eval_index` (pure).
+
+    Other eval results already in the card (e.g. the training script's per-split metrics) are kept.
+    """
+    from huggingface_hub import ModelCard
+
+    parsed = ModelCard(card)
+    ours = {LOSO_DATASET, IN_DIST_DATASET}
+    kept = [r for r in (parsed.data.eval_results or []) if r.dataset_name not in ours]
+    parsed.data.eval_results = kept + list(results)
+    parsed.data.model_name = parsed.data.model_name or model_name
+    return str(parsed)
