@@ -42,7 +42,13 @@ class FaceSettings:
     backend: str = "mediapipe"  # "mediapipe" | "haar" | "yunet"
     margin: float = 0.2  # extra border around the detected box, as a share of the box side
     min_confidence: float = 0.5
+    # At most this many faces are analysed per image or frame, the largest (UDFD_MAX_FACES); the Verdict's notes
+    # say when more were found. Bounds the detector work one request can cause.
     max_faces: int = 20
+    # Tiled second pass for group photos (udfd.faces.search_faces): at most this many overlapping tiles, run only
+    # on large images where the first pass found no face, or several (fewer than max_faces) and no large one; 0
+    # turns it off (UDFD_FACE_TILES). Images only: video frames are searched in one pass.
+    max_tiles: int = 36
     yunet_model: str | None = None  # path to a YuNet ONNX file when backend == "yunet"
 
 
@@ -141,6 +147,8 @@ class Settings:
             base.faces,
             backend=env.get("UDFD_FACE_BACKEND", base.faces.backend),
             margin=float(env.get("UDFD_FACE_MARGIN", base.faces.margin)),
+            max_faces=int(env.get("UDFD_MAX_FACES", base.faces.max_faces)),
+            max_tiles=int(env.get("UDFD_FACE_TILES", base.faces.max_tiles)),
             yunet_model=env.get("UDFD_YUNET_MODEL", base.faces.yunet_model),
         )
         return replace(

@@ -8,6 +8,7 @@ canvas, and an image with no face at all comes back as one whole-image `FaceCrop
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -19,18 +20,26 @@ import numpy as np
 
 from udfd.config import FaceSettings
 from udfd.errors import ModelUnavailableError, UdfdError
-from udfd.types import Box, FaceCrop, Verdict
+from udfd.types import Box, FaceCrop, FaceSearch, Verdict
 
 logger = logging.getLogger(__name__)
 
 Landmarks = tuple[tuple[float, float], ...]
 _SCORE_FLOOR = 0.3  # backends keep detections from here; detect_faces applies FaceSettings.min_confidence
 _NMS_IOU = 0.3
+_SECOND_BELOW = 0.5  # = FaceSettings.min_confidence: below it a full-range face would be dropped anyway
 _CONTEXT_SIDE = 512  # the tight-crop retry works on a copy no larger than this, plus its grey border
 _CONTEXT_GREY = 127
 # Detectors only ever see a copy no larger than this: MediaPipe's OpenCV aborts the process (not an exception)
 # on a side >= 32767, and its models look at 128-192 px anyway. udfd.media already decodes to Settings.work_side.
 _DETECT_SIDE = 4096
+# The tiled second pass (group photos): tiles start at this side and grow until FaceSettings.max_tiles cover the
+# image; it runs only when no face, or several faces none of which is at least this share of the longer side, were
+# found.
+_TILE_SIDE = 384
+_TILE_BIG_FACE = 0.25
+_EDGE = 2  # px: a detection this close to a tile's inner edge is a cut face
+_CONTAIN = 0.6  # merge_faces: a box this much inside another (intersection over the smaller) is a duplicate
 
 
 def square_box(box: Box, *, margin: float, width: int, height: int) -> Box:
@@ -105,7 +114,11 @@ def nms(boxes: np.ndarray | Sequence[Sequence[float]], scores: np.ndarray | Sequ
 
 @runtime_checkable
 class FaceDetector(Protocol):
-    """Finds faces in an RGB uint8 image; returns raw (not margin-expanded) boxes, largest first."""
+    """Finds faces in an RGB uint8 image; returns raw (not margin-expanded) boxes, largest first.
+
+    A backend may also offer `detect_all(pixels)`, a slower search that favours finding every face (MediaPipe:
+    both of its models); the tiled second pass uses it when present.
+    """
 
     def detect(self, pixels: np.ndarray) -> list[FaceCrop]: ...
 
@@ -125,36 +138,81 @@ def _to_faces(
 
 
 class MediaPipeFaceDetector:
-    """BlazeFace through `mp.solutions.face_detection`, full-range and short-range models merged with NMS.
+    """BlazeFace through `mp.solutions.face_detection`: the short-range model (0), then the full-range one (1) only
+    when the first finds no face scoring at least `second_below`; `order` swaps them, `both=True` always runs both.
+    Detections are merged with NMS.
 
-    The full-range model misses most tight face crops that the short-range one finds, and the short-range one
-    misses small faces in wide shots, so both run. Graphs are created on first use and are not thread-safe:
-    one lock serialises them.
+    The full-range model misses most tight face crops and partly hidden background faces that the short-range one
+    finds, and the short-range one misses small faces in wide shots. On 640 images of the dev sources the
+    short-range-first cascade found the faces of both models but one (benchmarks/results/face_search.json) at
+    about half the time; full-range first lost 8-14. A graph is stateful and not thread-safe, so each call borrows
+    one from a pool per model (created on first use, at most `parallel` per model): no lock is held while a graph
+    runs (MediaPipe releases the GIL inside), so two requests detect faces at once.
     """
 
-    def __init__(self, *, score_floor: float = _SCORE_FLOOR, nms_iou: float = _NMS_IOU) -> None:
+    def __init__(self, *, score_floor: float = _SCORE_FLOOR, nms_iou: float = _NMS_IOU, both: bool = False,
+                 second_below: float = _SECOND_BELOW, order: tuple[int, int] = (0, 1), parallel: int = 2) -> None:
+        if parallel < 1 or sorted(order) != [0, 1]:
+            raise ValueError(f"parallel must be >= 1 and order a permutation of (0, 1), got {parallel}, {order}")
         self.score_floor = score_floor
+        self.second_below = second_below
+        self.order = order
         self.nms_iou = nms_iou
-        self._lock = threading.Lock()
-        self._graphs: list[Any] | None = None
+        self.both = both
+        self.parallel = parallel
+        self._lock = threading.Lock()  # guards the pools' bookkeeping only, never a running graph
+        self._free: dict[int, list[Any]] = {1: [], 0: []}  # model_selection -> idle graphs
+        self._made: dict[int, int] = {1: 0, 0: 0}
+        self._ready = threading.Condition(self._lock)
+        self._generation = 0
 
-    def _ensure_graphs(self) -> list[Any]:
-        if self._graphs is None:
-            try:
-                import mediapipe as mp
-            except ImportError as e:
-                raise ModelUnavailableError("mediapipe is not installed; pip install mediapipe==0.10.21") from e
-            solution = mp.solutions.face_detection
-            self._graphs = [
-                solution.FaceDetection(model_selection=sel, min_detection_confidence=self.score_floor) for sel in (1, 0)
-            ]
-        return self._graphs
+    def _new_graph(self, selection: int) -> Any:
+        try:
+            import mediapipe as mp
+        except ImportError as e:
+            raise ModelUnavailableError("mediapipe is not installed; pip install mediapipe==0.10.21") from e
+        return mp.solutions.face_detection.FaceDetection(model_selection=selection,
+                                                         min_detection_confidence=self.score_floor)
+
+    def _process(self, selection: int, image: np.ndarray) -> Any:
+        """One graph of model `selection` on `image`, borrowed from its pool and given back afterwards."""
+        with self._ready:
+            while not self._free[selection] and self._made[selection] >= self.parallel:
+                self._ready.wait()
+            graph = self._free[selection].pop() if self._free[selection] else None
+            self._made[selection] += graph is None
+            generation = self._generation
+        healthy = False
+        try:
+            if graph is None:
+                graph = self._new_graph(selection)
+            result = graph.process(image)
+            healthy = True
+            return result
+        finally:
+            with self._ready:
+                if healthy and generation == self._generation:
+                    self._free[selection].append(graph)
+                else:  # it failed, or `close` ran meanwhile: do not give it back
+                    if graph is not None:
+                        with contextlib.suppress(Exception):
+                            graph.close()
+                    self._made[selection] -= 1
+                self._ready.notify()
 
     def detect(self, pixels: np.ndarray) -> list[FaceCrop]:
+        return self._detect(pixels, both=self.both)
+
+    def detect_all(self, pixels: np.ndarray) -> list[FaceCrop]:
+        """Both models on `pixels`, always (the tiled second pass looks for every face, small ones included)."""
+        return self._detect(pixels, both=True)
+
+    def _detect(self, pixels: np.ndarray, *, both: bool) -> list[FaceCrop]:
         image = np.ascontiguousarray(pixels)
         height, width = image.shape[:2]
-        with self._lock:
-            results = [graph.process(image) for graph in self._ensure_graphs()]
+        results = [self._process(self.order[0], image)]
+        if both or not any(float(d.score[0]) >= self.second_below for d in results[0].detections or ()):
+            results.append(self._process(self.order[1], image))
         boxes, scores, points = [], [], []
         for result in results:
             for det in result.detections or ():
@@ -167,11 +225,16 @@ class MediaPipeFaceDetector:
         return _to_faces(image, [boxes[i] for i in keep], [scores[i] for i in keep], [points[i] for i in keep])
 
     def close(self) -> None:
-        """Release the MediaPipe graphs; a later `detect` creates them again."""
-        with self._lock:
-            for graph in self._graphs or ():
-                graph.close()
-            self._graphs = None
+        """Release the idle MediaPipe graphs (one still running is closed when it finishes); a later `detect`
+        creates them again."""
+        with self._ready:
+            self._generation += 1
+            for selection, graphs in self._free.items():
+                for graph in graphs:
+                    graph.close()
+                self._made[selection] -= len(graphs)
+                graphs.clear()
+            self._ready.notify_all()
 
 
 class HaarFaceDetector:
@@ -265,16 +328,18 @@ def _check_rgb(pixels: np.ndarray) -> np.ndarray:
     return pixels
 
 
-def _detect_bounded(detector: FaceDetector, image: np.ndarray) -> list[FaceCrop]:
-    """`detector.detect` on a copy of `image` no larger than `_DETECT_SIDE`, boxes mapped back to `image`."""
+def _detect_bounded(detector: FaceDetector, image: np.ndarray, *, thorough: bool = False) -> list[FaceCrop]:
+    """`detector.detect` (with `thorough`, its `detect_all` if it has one) on a copy of `image` no larger than
+    `_DETECT_SIDE`, boxes mapped back to `image`."""
+    detect = getattr(detector, "detect_all", detector.detect) if thorough else detector.detect
     height, width = image.shape[:2]
     scale = _DETECT_SIDE / max(height, width)
     if scale >= 1.0:
-        return detector.detect(image)
+        return detect(image)
     small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
                        interpolation=cv2.INTER_AREA)
     fx, fy = width / small.shape[1], height / small.shape[0]
-    faces = detector.detect(small)
+    faces = detect(small)
     boxes = [(f.box[0] * fx, f.box[1] * fy, f.box[2] * fx, f.box[3] * fy) for f in faces]
     points = [tuple((x * fx, y * fy) for x, y in f.landmarks) for f in faces]
     return _to_faces(image, boxes, [f.confidence for f in faces], points)
@@ -310,29 +375,140 @@ def _detect_in_context(detector: FaceDetector, image: np.ndarray) -> list[FaceCr
     return _to_faces(image, boxes, scores, points)
 
 
-def detect_faces(pixels: np.ndarray, settings: FaceSettings, *, detector: FaceDetector | None = None) -> list[FaceCrop]:
-    """Find faces in an RGB uint8 image and return square crops, largest face first.
+def tile_grid(width: int, height: int, *, min_side: int, max_tiles: int) -> list[Box]:
+    """Overlapping square tiles covering a `width` x `height` image, for the tiled second pass. Pure.
+
+    Tiles overlap by half their side, so that any face up to half a tile wide lies whole inside one. The side
+    starts at `min_side` and grows (x1.25) until at most `max_tiles` tiles cover the image; no tiles (an empty
+    list) when a tile would cover most of the image anyway (the first pass already saw it at that resolution).
+    """
+    if max_tiles < 1 or min_side < 1:
+        return []
+    side = min_side
+    while True:
+        if side * 1.5 > max(width, height):
+            return []
+        stride = side // 2
+        xs = _starts(width, side, stride)
+        ys = _starts(height, side, stride)
+        if len(xs) * len(ys) <= max_tiles:
+            return [(x, y, min(x + side, width), min(y + side, height)) for y in ys for x in xs]
+        side = int(side * 1.25) + 1
+
+
+def _starts(length: int, side: int, stride: int) -> list[int]:
+    """Tile origins along one axis: every `stride`, the last one flush with the far edge."""
+    if length <= side:
+        return [0]
+    starts = list(range(0, length - side, stride))
+    return [*starts, length - side]
+
+
+def _tiling_helps(faces: list[FaceCrop], width: int, height: int, settings: FaceSettings) -> bool:
+    """Whether the tiled pass can find faces the first pass missed: no face was found, or a group of them (two or
+    more, fewer than `max_faces`) none of which is large. One face, or a large one (a portrait, a close-up, a
+    person in a wide shot), is taken as the whole answer: tiling there would cost up to `max_tiles` detector runs
+    for nothing on most photos. `tile_grid` then decides whether the image is large enough to tile."""
+    if settings.max_tiles < 1 or len(faces) == 1 or len(faces) >= settings.max_faces:
+        return False
+    largest = max((max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces), default=0)
+    return largest < max(width, height) * _TILE_BIG_FACE
+
+
+def _detect_tiled(detector: FaceDetector, image: np.ndarray, tiles: Sequence[Box]) -> list[FaceCrop]:
+    """Detect in each tile at its own resolution; boxes mapped back to `image`. A detection touching a tile's
+    inner edge is dropped: that face is cut there, and lies whole in an overlapping tile."""
+    height, width = image.shape[:2]
+    boxes, scores, points = [], [], []
+    for x0, y0, x1, y1 in tiles:
+        for face in _detect_bounded(detector, np.ascontiguousarray(image[y0:y1, x0:x1]), thorough=True):
+            bx0, by0, bx1, by1 = face.box
+            cut = ((bx0 <= _EDGE and x0 > 0) or (by0 <= _EDGE and y0 > 0)
+                   or (bx1 >= x1 - x0 - _EDGE and x1 < width) or (by1 >= y1 - y0 - _EDGE and y1 < height))
+            if cut:
+                continue
+            boxes.append((bx0 + x0, by0 + y0, bx1 + x0, by1 + y0))
+            scores.append(face.confidence)
+            points.append(tuple((x + x0, y + y0) for x, y in face.landmarks))
+    return _to_faces(image, boxes, scores, points)
+
+
+def merge_faces(faces: Sequence[FaceCrop], *, iou: float = _NMS_IOU, contain: float = _CONTAIN) -> list[FaceCrop]:
+    """Drop duplicates among detections from several passes, highest confidence first: a face whose box overlaps
+    a kept one by IoU above `iou`, or lies mostly inside it or around it (intersection over the smaller box
+    above `contain`). Pure; the kept faces come back largest first."""
+    order = sorted(faces, key=lambda f: f.confidence, reverse=True)
+    kept: list[FaceCrop] = []
+    for face in order:
+        if not any(_overlap(face.box, k.box) > iou or _containment(face.box, k.box) > contain for k in kept):
+            kept.append(face)
+    return sorted(kept, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
+
+
+def _intersection(a: Box, b: Box) -> float:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _area(box: Box) -> float:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+
+
+def _overlap(a: Box, b: Box) -> float:
+    inter = _intersection(a, b)
+    union = _area(a) + _area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _containment(a: Box, b: Box) -> float:
+    smaller = min(_area(a), _area(b))
+    return _intersection(a, b) / smaller if smaller > 0 else 0.0
+
+
+def search_faces(pixels: np.ndarray, settings: FaceSettings, *, detector: FaceDetector | None = None,
+                 tiled: bool = True) -> FaceSearch:
+    """Find faces in an RGB uint8 image: square crops, largest face first, and how the search went.
+
+    The first pass looks at the whole image (a copy no larger than 4096 px); an image that is already a tight
+    face crop is retried on a grey canvas. With `tiled`, a large image in which the first pass found no face, or
+    several but fewer than `settings.max_faces` and no large one (a group photo, a crowd), gets a second pass over
+    overlapping tiles at a higher effective resolution (at most `settings.max_tiles`, each searched with the
+    backend's `detect_all` when it has one); the detections of both passes are merged (`merge_faces`). At most
+    `settings.max_faces` faces with confidence >= `settings.min_confidence` are kept, the largest;
+    `FaceSearch.found` says how many there were before that cap.
 
     Each crop's `box` is the detection made square with `settings.margin` and shifted inside the image; its
-    `landmarks` are in original image coordinates. At most `settings.max_faces` faces with confidence
-    >= `settings.min_confidence` are kept. Without any face the result is one `FaceCrop` of the whole image
-    with `face_found=False` and confidence 0.0, so the caller can still score it. `pixels` is not modified.
+    `landmarks` are in original image coordinates. Without any face the result is one `FaceCrop` of the whole
+    image with `face_found=False` and confidence 0.0, so the caller can still score it. `pixels` is not modified.
     """
     image = _check_rgb(pixels)
+    if settings.max_faces < 1:
+        raise UdfdError(f"max_faces must be at least 1 (UDFD_MAX_FACES), got {settings.max_faces}")
     height, width = image.shape[:2]
     detector = detector if detector is not None else get_face_detector(settings)
 
-    def select(faces: list[FaceCrop]) -> list[FaceCrop]:
-        kept = [f for f in faces if f.confidence >= settings.min_confidence]
-        kept.sort(key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
-        return kept[: settings.max_faces]
+    def confident(faces: list[FaceCrop]) -> list[FaceCrop]:
+        return [f for f in faces if f.confidence >= settings.min_confidence]
 
-    found = select(_detect_bounded(detector, image)) or select(_detect_in_context(detector, image))
+    found = confident(_detect_bounded(detector, image)) or confident(_detect_in_context(detector, image))
+    tiles = tile_grid(width, height, min_side=_TILE_SIDE, max_tiles=settings.max_tiles) \
+        if tiled and _tiling_helps(found, width, height, settings) else []
+    if tiles:
+        found = merge_faces([*found, *confident(_detect_tiled(detector, image, tiles))])
+        logger.debug("tiled pass over %d tiles of a %dx%d image: %d faces", len(tiles), width, height, len(found))
+    found.sort(key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), reverse=True)
     if not found:
         logger.debug("no face found in a %dx%d image; using the whole image", width, height)
-        return [FaceCrop(image.copy(), (0, 0, width, height), 0.0, face_found=False)]
+        whole = FaceCrop(image.copy(), (0, 0, width, height), 0.0, face_found=False)
+        return FaceSearch(crops=(whole,), found=0, tiles=len(tiles))
     crops = []
-    for face in found:
+    for face in found[: settings.max_faces]:
         box = square_box(face.box, margin=settings.margin, width=width, height=height)
         crops.append(FaceCrop(crop(image, box), box, face.confidence, True, face.landmarks))
-    return crops
+    return FaceSearch(crops=tuple(crops), found=len(found), tiles=len(tiles))
+
+
+def detect_faces(pixels: np.ndarray, settings: FaceSettings, *, detector: FaceDetector | None = None,
+                 tiled: bool = True) -> list[FaceCrop]:
+    """The crops of `search_faces`: square face crops, largest first, or one whole-image `FaceCrop` with
+    `face_found=False` when there is no face."""
+    return list(search_faces(pixels, settings, detector=detector, tiled=tiled).crops)

@@ -16,7 +16,7 @@ from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import UdfdError
 from udfd.explain import explain_methods, explain_verdict
-from udfd.faces import FaceDetector, detect_faces, get_face_detector, scale_box
+from udfd.faces import FaceDetector, detect_faces, get_face_detector, scale_box, search_faces
 from udfd.lips import get_lip_cropper
 from udfd.loader import load_detector
 from udfd.media import decode_image, image_limits, read_image
@@ -65,6 +65,8 @@ class PreparedImage:
     provenance: Provenance
     faces: tuple[FaceCrop, ...]
     timings_ms: dict[str, float]  # decode, provenance, faces
+    faces_found: int | None = None  # faces detected before the max_faces cap (None: as many as `faces`)
+    tiles: int = 0  # tiles the tiled second pass looked at (0: it did not run)
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,9 @@ def prepare_image(
     provenance = provenance or provenance_of(source, max_bytes=settings.max_file_bytes, pixels=image.pixels)
     timings["provenance"] = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
-    faces = detect_faces(image.pixels, settings.faces, detector=get_face_detector(settings.faces))
+    search = search_faces(image.pixels, settings.faces, detector=get_face_detector(settings.faces))
     timings["faces"] = (time.perf_counter() - t0) * 1000
-    return PreparedImage(image, provenance, tuple(faces), timings)
+    return PreparedImage(image, provenance, search.crops, timings, faces_found=search.found, tiles=search.tiles)
 
 
 def score_faces(dets: Sequence[Detector], crops: Sequence[np.ndarray], *, tta: bool = False) -> FaceScores:
@@ -146,9 +148,7 @@ def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: Fac
                      "(cannot tell)")
     elif len(faces) > 1:
         notes.append(f"{len(faces)} faces found: the overall verdict is the most-fake face")
-    if faces[0].face_found and len(faces) >= settings.faces.max_faces:
-        notes.append(f"only the {settings.faces.max_faces} largest faces were analysed (max_faces): there may be "
-                     "more in the image")
+    notes += _face_count_notes(prepared, settings.faces.max_faces)
     if any(face_verdicts[i].uncertain_reason == "small_face" for i in range(len(faces))):
         notes.append(f"a face smaller than {MIN_FACE_SIDE} px is too small to judge: its verdict is uncertain")
     notes += _provenance_notes(provenance)
@@ -165,6 +165,25 @@ def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: Fac
         notes=tuple(notes),
         provenance=provenance,
     )
+
+
+def _face_count_notes(prepared: PreparedImage, max_faces: int) -> list[str]:
+    """What the Verdict says about the face search: the tiled second pass, and a face count capped at max_faces."""
+    faces = prepared.faces
+    if not faces[0].face_found:
+        return []
+    notes = []
+    if prepared.tiles:
+        notes.append(f"faces were also searched in {prepared.tiles} overlapping tiles of the image at a higher "
+                     "resolution (a large image with few or small faces, e.g. a group photo)")
+    found = len(faces) if prepared.faces_found is None else prepared.faces_found
+    if found > len(faces):
+        notes.append(f"{found} faces were found; only the {len(faces)} largest faces were analysed (UDFD_MAX_FACES="
+                     f"{max_faces}): the verdict says nothing about the other {found - len(faces)}")
+    elif len(faces) >= max_faces and prepared.faces_found is None:
+        notes.append(f"only the {max_faces} largest faces were analysed (UDFD_MAX_FACES): there may be more in "
+                     "the image")
+    return notes
 
 
 def _provenance_notes(provenance: Provenance) -> list[str]:
@@ -380,7 +399,7 @@ def run_video(
 
 def faces_region(frame: np.ndarray, settings: Settings, face_detector: FaceDetector) -> Box | None:
     """The box around every face in `frame` (where motion is measured), or None without a face."""
-    faces = [f for f in detect_faces(frame, settings.faces, detector=face_detector) if f.face_found]
+    faces = [f for f in detect_faces(frame, settings.faces, detector=face_detector, tiled=False) if f.face_found]
     if not faces:
         return None
     return (min(f.box[0] for f in faces), min(f.box[1] for f in faces),
@@ -398,7 +417,7 @@ def track_video_faces(
     face_detector = face_detector or get_face_detector(settings.faces)
     frame_faces = []
     for t, frame in enumerate(frames):
-        frame_faces.append(tuple(detect_faces(frame, settings.faces, detector=face_detector)))
+        frame_faces.append(tuple(detect_faces(frame, settings.faces, detector=face_detector, tiled=False)))
         if progress:
             progress((t + 1) / len(frames), "finding faces")
     tracks = track_faces([[f.box for f in faces if f.face_found] for faces in frame_faces])

@@ -55,6 +55,22 @@ class FaceCrop:
 
 
 @dataclass(frozen=True)
+class FaceSearch:
+    """What `udfd.faces.search_faces` found: the crops (at most `max_faces`, largest first; one whole-image crop
+    with `face_found=False` when there is no face), how many faces were detected before that cap, and how many
+    tiles the tiled second pass looked at (0: it did not run)."""
+
+    crops: tuple[FaceCrop, ...]
+    found: int
+    tiles: int = 0
+
+    @property
+    def capped(self) -> bool:
+        """More faces were detected than were kept."""
+        return self.found > len(self.crops)
+
+
+@dataclass(frozen=True)
 class Score:
     """One detector's opinion on one face."""
 
