@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--name", default="ensemble")
     p.add_argument("--version", default="1.0")
     p.add_argument("--report", type=Path, help="write the LOSO table JSON here")
+    p.add_argument("--data", type=Path, help="the data root: adds per-ethnicity FPR of the in-dist test reals "
+                   "(groups from manifest notes) for the ensemble and every member")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -140,12 +142,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   {m: auc(y_it, d_it[:, j]) for j, m in enumerate(score_names)}, "n": {
                       "in_dist_val": len(y_iv), "in_dist_test": len(y_it),
                       "heldout": {f.name: len(f.y_heldout) for f in folds}}}
+    if args.data:
+        report["fairness"] = fairness(args.data, meta_it, y_it, {"ensemble": (prob_test, threshold)} | {
+            m: (1 / (1 + np.exp(-d_it[:, j])), best_youden_threshold(y_iv, 1 / (1 + np.exp(-d_iv[:, j]))))
+            for j, m in enumerate(score_names)})
     print(json.dumps(report, indent=1))
     if args.report:
         args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")
     if args.output:
         write_checkpoint(args.output, report, name=args.name, version=args.version)
     return report
+
+
+def fairness(data: Path, meta: list[dict], y: np.ndarray, models: dict[str, tuple[np.ndarray, float]]) -> dict:
+    """Per-ethnicity false-positive rate of the in-dist test reals whose manifest note names a group."""
+    from udfd.evaluation.fairness import UNKNOWN, group_metrics, manifest_groups
+
+    ethnicity = {rel: g[1] for rel, g in manifest_groups(data.resolve()).items()}
+    keep = [i for i, r in enumerate(meta) if y[i] == 0 and ethnicity.get(r["path"], UNKNOWN) != UNKNOWN]
+    groups = [ethnicity[meta[i]["path"]] for i in keep]
+    out = {}
+    for name, (prob, threshold) in models.items():
+        m = group_metrics(y[keep], prob[keep], groups, threshold=threshold)
+        out[name] = {"fpr": {g: r["fpr"] for g, r in m["groups"].items()}, "fpr_gap": m["largest_gaps"]["fpr"]}
+    out["n"] = {g: groups.count(g) for g in sorted(set(groups))}
+    return out
 
 
 def write_checkpoint(folder: Path, report: dict[str, Any], *, name: str, version: str) -> None:

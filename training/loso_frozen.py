@@ -27,6 +27,7 @@ from training.data import cached_crops, list_samples, split_samples  # noqa: E40
 from training.loso import loso_split, write_run_scores  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.detectors.timm_classifier import TimmDetector  # noqa: E402
+from udfd.evaluation.fairness import UNKNOWN, group_metrics, manifest_groups  # noqa: E402
 from udfd.evaluation.loso import FOLDS, member_summary  # noqa: E402
 from udfd.evaluation.metrics import (  # noqa: E402
     best_f1_threshold,
@@ -53,7 +54,35 @@ def embed(detector: TimmDetector, crops: np.ndarray, *, batch: int = 64) -> np.n
     return np.concatenate(out)
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, train: list[int], val: list[int]) -> tuple[np.ndarray, float, float]:
+def group_weights(labels: np.ndarray, groups: list[str], train: list[int]) -> np.ndarray:
+    """Per-row training weights that give every known ethnicity the same total weight among the train reals (pure).
+
+    Reals of an unknown group and all fakes keep weight 1; the weights of the known reals average 1, so the real
+    class keeps its total weight. This is `--balance` for a linear head: reweighting instead of resampling.
+    """
+    w = np.ones(len(labels))
+    known = [i for i in train if labels[i] == 0 and groups[i] != UNKNOWN]
+    counts: dict[str, int] = {}
+    for i in known:
+        counts[groups[i]] = counts.get(groups[i], 0) + 1
+    for i in known:
+        w[i] = len(known) / (len(counts) * counts[groups[i]])
+    return w
+
+
+def real_fpr_by_group(y: np.ndarray, probs: dict[str, np.ndarray], split: dict[str, list[int]],
+                      groups: list[str]) -> dict[str, object]:
+    """False-positive rate of the test reals per known ethnicity at the val Youden threshold, and the largest gap."""
+    threshold = best_youden_threshold(y[split["val"]], probs["val"])
+    test = np.asarray(split["test"])
+    keep = [j for j, i in enumerate(test) if y[i] == 0 and groups[i] != UNKNOWN]
+    m = group_metrics(y[test[keep]], probs["test"][keep], [groups[i] for i in test[keep]], threshold=threshold)
+    return {"threshold": threshold, "fpr": {g: r["fpr"] for g, r in m["groups"].items()},
+            "n": {g: r["n"] for g, r in m["groups"].items()}, "fpr_gap": m["largest_gaps"]["fpr"]}
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, train: list[int], val: list[int],
+             weights: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
     """(w, b, C) of a logistic regression on standardised features, folded back to raw features."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
@@ -62,7 +91,8 @@ def fit_head(x: np.ndarray, y: np.ndarray, train: list[int], val: list[int]) -> 
     z = (x - mu) / sd
     best = None
     for c in C_GRID:
-        clf = LogisticRegression(C=c, max_iter=3000).fit(z[train], y[train])
+        sw = None if weights is None else weights[train]
+        clf = LogisticRegression(C=c, max_iter=3000).fit(z[train], y[train], sample_weight=sw)
         loss = log_loss(y[val], clf.predict_proba(z[val])[:, 1], labels=[0, 1])
         if best is None or loss < best[0]:
             best = (loss, c, clf)
@@ -82,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/loso/lite0_frozen"))
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--balance", action="store_true",
+                   help="weight the train reals so every known ethnicity (manifest notes) has the same total weight")
     p.add_argument("--only-in-dist", action="store_true", help="skip the LOSO folds (they are in the score files)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -104,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = [] if args.only_in_dist else [(f.name, loso_split(samples, f.name, seed=args.seed, val=0.1, test=0.1))
                                          for f in FOLDS]
     runs.append(("in_dist", split_samples(samples, seed=args.seed, val=0.1, test=0.1)))
+    ethnicity = {rel: g[1] for rel, g in manifest_groups(root).items()}
+    groups = [ethnicity.get(s.path, UNKNOWN) for s in samples]
     for name, split in runs:
-        w, b, c = fit_head(x, y, split["train"], split["val"])
+        weights = group_weights(y, groups, split["train"]) if args.balance else None
+        w, b, c = fit_head(x, y, split["train"], split["val"], weights)
         logit = {k: x[v] @ w + b for k, v in split.items() if v}
         probs = {k: 1 / (1 + np.exp(-v)) for k, v in logit.items()}
         loso = name if name != "in_dist" else None
@@ -117,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                  "by_source": {k: m["roc_auc"] for k, m in (
                      metrics_by_group(y[split[held]], probs[held], srcs)
                      | fake_sources_vs_reals(y[split[held]], probs[held], srcs)).items()}}
+        if name == "in_dist":
+            entry["fairness"] = real_fpr_by_group(y, probs, split, groups)
         results[name] = entry
         log.info("%s: %s", name, json.dumps(entry))
         if name == "in_dist":
