@@ -21,6 +21,7 @@ from udfd.detectors.base import Detector  # noqa: E402
 from udfd.fast import set_threads  # noqa: E402
 from udfd.ui.compare import build_compare_tab  # noqa: E402
 from udfd.ui.image import analyze, build_image_tab, load_models, payload_file  # noqa: E402,F401  (analyze: API)
+from udfd.ui.malformed import StrictBlocks  # noqa: E402
 from udfd.ui.public import hide_paths  # noqa: E402
 from udfd.ui.uploads import BodyLimit, inline_limit  # noqa: E402
 from udfd.ui.video import build_video_tab  # noqa: E402
@@ -59,7 +60,8 @@ def build_app(
     video_only = {k for k, d in available.items() if d.modality != "image"}
     all_detectors, available = available, {k: d for k, d in available.items() if k not in video_only}
 
-    with gr.Blocks(title="UDFD deepfake detector", delete_cache=CACHE_CLEANUP) as demo:
+    # StrictBlocks: a malformed API request is refused with what was wrong, not Gradio's bare {"error": null}.
+    with StrictBlocks(title="UDFD deepfake detector", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown("# UDFD: deepfake detector for faces in images and videos")
         gr.Markdown(
             f"**Model unavailable, analysis is switched off:** {nothing}" if nothing else "", visible=bool(nothing)

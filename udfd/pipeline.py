@@ -21,6 +21,7 @@ from udfd.lips import get_lip_cropper
 from udfd.loader import load_detector
 from udfd.media import decode_image, image_limits, read_image
 from udfd.perturb import tta_views
+from udfd.plain import counted
 from udfd.provenance import Provenance, apply_evidence, provenance_of
 from udfd.types import Box, FaceCrop, FaceVerdict, Image, Overall, Score, Verdict, VideoSummary
 from udfd.video import Progress, SampledVideo, sample_video, track_faces
@@ -499,13 +500,15 @@ def _video_notes(sample: SampledVideo, tracks: Sequence[Sequence[tuple[int, int]
                  dets: Sequence[Detector], eligible: Sequence[int]) -> list[str]:
     notes = []
     if sample.truncated:
-        notes.append(f"only the first {sample.info.frame_count} frames were analysed (video length limit)")
+        was = "was" if sample.info.frame_count == 1 else "were"
+        notes.append(f"only the first {counted(sample.info.frame_count, 'frame')} {was} analysed (video length limit)")
     elif sample.info.ended_early:
         notes.append(f"the file ended early: {sample.info.frame_count} of the {sample.info.declared_frames} frames "
                      "it declares could be decoded (damaged or cut file); only those were analysed")
     if sample.selection == "uniform_fallback":
-        notes.append(f"too few frames with motion above the threshold: {len(sample.indices)} frames spread "
-                     "uniformly were used instead of the optical-flow selection")
+        was = "was" if len(sample.indices) == 1 else "were"
+        notes.append(f"too few frames with motion above the threshold: {counted(len(sample.indices), 'frame')} "
+                     f"spread uniformly {was} used instead of the optical-flow selection")
     if not any(found):
         notes.append("no face found in any used frame: whole frames were scored, so the verdict is uncertain"
                      + ("; video detectors need a face and were not applied" if any(d.modality == "video"

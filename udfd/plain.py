@@ -13,6 +13,12 @@ import numpy as np
 from udfd.types import FaceVerdict, Heatmap, Verdict
 
 NOT_PROOF = "a detector's score is an opinion, not proof"
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`n` and `noun`, agreeing in number: "1 frame", "2 frames", "0 frames" (`plural` for irregular nouns)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
 WHY_UNCERTAIN = {
     "band": "the score is too close to the detector's threshold",
     "tta": "the score moves across the threshold when the image is flipped or re-compressed",

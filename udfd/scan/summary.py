@@ -7,6 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from udfd.plain import counted
+
 VERDICTS = ("fake", "fake (uncertain)", "real (uncertain)", "real", "error")
 
 
@@ -65,10 +67,10 @@ def _count_agreement(agree: dict[str, Counter[str]], scores: list[tuple[str, flo
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The summary as the text `udfd scan --summary` prints."""
-    lines = [f"{summary['files']} files, {summary['faces']} faces"]
+    lines = [f"{counted(summary['files'], 'file')}, {counted(summary['faces'], 'face')}"]
     if len(summary["models"]) > 1:
         lines += ["rows of several model versions (counted together below):"]
-        lines += [f"  {key or '(none)'}: {n} files" for key, n in summary["models"].items()]
+        lines += [f"  {key or '(none)'}: {counted(n, 'file')}" for key, n in summary["models"].items()]
     lines += ["", "per verdict"]
     lines += [f"  {v:<18}{n:>9}" for v, n in summary["per_verdict"].items()]
     short = ("fake", "fake?", "real?", "real", "error")
