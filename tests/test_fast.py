@@ -160,7 +160,7 @@ def test_a_fast_path_that_moves_scores_falls_back_to_eager_with_one_log_line(tmp
     clear_cache()
     ref = _saved(tmp_path, "int8")
 
-    def broken(det, mode):
+    def broken(det, mode, **kwargs):
         fast = accelerate(det, "channels_last")
         fast.predict = lambda batch: [type(s)(s.detector, 1.0 - s.fake_prob, s.threshold) for s in det.predict(batch)]
         return fast
@@ -170,3 +170,65 @@ def test_a_fast_path_that_moves_scores_falls_back_to_eager_with_one_log_line(tmp
         det = load_detector(ref, settings=Settings())
     assert not hasattr(det, "eager"), "the eager detector serves"
     assert len([r for r in caplog.records if "running eager" in r.message]) == 1
+
+
+def _tiny_cnn():
+    torch.manual_seed(0)
+    cls = families()["cnn"]
+    return cls.create(cls.tiny_arch)
+
+
+def test_onnx_graph_is_cached_and_reused_without_exporting_again(tmp_path, monkeypatch):
+    import udfd.fast as fast_mod
+
+    det = _tiny_cnn()
+    batch = det.preprocess(CROPS)
+    first = accelerate(det, "onnx", cache_dir=tmp_path)
+    cached = list((tmp_path / "onnx").glob("*.onnx"))
+    assert len(cached) == 1 and cached[0].stat().st_size > 0
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again although the graph is cached")
+
+    monkeypatch.setattr(fast_mod, "_export", no_export)
+    second = accelerate(det, "onnx", cache_dir=tmp_path)
+    np.testing.assert_allclose([s.fake_prob for s in second.predict(batch)],
+                               [s.fake_prob for s in first.predict(batch)], atol=1e-6)
+    # other weights: another key, so the cached graph is not used (and here, exporting is refused)
+    other = _tiny_cnn()
+    with torch.no_grad():
+        next(other.module().parameters()).add_(0.5)
+    with pytest.raises(AssertionError, match="exported again"):
+        accelerate(other, "onnx", cache_dir=tmp_path)
+
+
+def test_a_damaged_cached_graph_is_exported_again(tmp_path, caplog):
+    det = _tiny_cnn()
+    accelerate(det, "onnx", cache_dir=tmp_path)
+    (cached,) = (tmp_path / "onnx").glob("*.onnx")
+    cached.write_bytes(b"not an onnx graph")
+    fast = accelerate(det, "onnx", cache_dir=tmp_path)
+    batch = det.preprocess(CROPS)
+    np.testing.assert_allclose([s.fake_prob for s in fast.predict(batch)],
+                               [s.fake_prob for s in det.predict(batch)], atol=1e-4)
+    assert "damaged" in caplog.text and cached.read_bytes() != b"not an onnx graph"
+
+
+def test_onnx_runs_a_large_batch_in_chunks_with_the_same_scores(monkeypatch):
+    import udfd.fast as fast_mod
+
+    monkeypatch.setattr(fast_mod, "ONNX_MAX_BATCH", 2)
+    det = _tiny_cnn()
+    fast = accelerate(det, "onnx")
+    crops = CROPS * 3  # 15 crops: 7 full chunks and one of 1
+    whole = [s.fake_prob for s in fast.predict(fast.preprocess(crops))]
+    one_by_one = [fast.predict(fast.preprocess([c]))[0].fake_prob for c in crops]
+    np.testing.assert_allclose(whole, one_by_one, atol=1e-6)
+    np.testing.assert_allclose(whole, [s.fake_prob for s in det.predict(det.preprocess(crops))], atol=1e-4)
+
+
+def test_settings_cache_dir_from_env(tmp_path):
+    assert Settings().cache_dir == ""  # the dataclass default: no cache (tests, library callers)
+    assert Settings.from_env({"UDFD_CACHE_DIR": str(tmp_path)}).cache_dir == str(tmp_path)
+    assert Settings.from_env({"UDFD_CACHE_DIR": "off"}).cache_dir == ""
+    assert Settings.from_env({"XDG_CACHE_HOME": str(tmp_path)}).cache_dir == str(tmp_path / "udfd")

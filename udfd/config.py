@@ -111,6 +111,9 @@ class Settings:
     # at load against eager; "off" runs eager; or "int8" | "bf16" | "compile" | "channels_last" | "onnx", or
     # "name:mode,..." per detector (see udfd/fast.py and `udfd bench --fast` for which keep verdicts)
     fast: str = "auto"
+    # Where exported ONNX graphs are kept between runs (UDFD_CACHE_DIR; "off" disables). `from_env` defaults it to
+    # $XDG_CACHE_HOME/udfd or ~/.cache/udfd; empty (the dataclass default) exports in memory at every start.
+    cache_dir: str = ""
     device: str = "cpu"
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     concurrency: int = 2  # app: requests one endpoint runs at once (the rest wait in the queue)
@@ -168,6 +171,7 @@ class Settings:
             tta=env.get("UDFD_TTA", "0").strip().lower() in ("1", "true", "yes", "on"),
             threads=int(env.get("UDFD_THREADS") or 0),
             fast=env.get("UDFD_FAST", base.fast).strip(),
+            cache_dir=_cache_dir(env),
             device=env.get("UDFD_DEVICE", base.device),
             feedback=FeedbackSettings(
                 dir=Path(env.get("UDFD_FEEDBACK_DIR") or base.feedback.dir),
@@ -210,3 +214,10 @@ def _rooted(ref: str) -> str:
     if ref.startswith("local-dir:") and not Path(ref.removeprefix("local-dir:")).expanduser().is_absolute():
         return f"local-dir:{PROJECT_ROOT / ref.removeprefix('local-dir:')}"
     return ref
+
+
+def _cache_dir(env: dict[str, str]) -> str:
+    value = env.get("UDFD_CACHE_DIR", "").strip()
+    if value.lower() in ("off", "none", "0"):
+        return ""
+    return value or str(Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "udfd")

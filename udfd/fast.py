@@ -16,11 +16,15 @@ A fast copy is for inference: `logits()` of an `onnx` copy has no gradients, so 
 from __future__ import annotations
 
 import copy
+import hashlib
+import inspect
 import io
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 
 FAST_MODES = ("int8", "bf16", "compile", "channels_last", "onnx")
 AUTO, OFF = "auto", "off"  # UDFD_FAST: the checkpoint's verified mode (default) / eager everywhere
+_OPSET = 17
 VERIFY_TOLERANCE = 0.01  # max |Δ fake_prob| a default fast path may move a score on the verification crops
 
 
@@ -97,10 +102,13 @@ def set_threads(n: int = 0) -> int:
     return n
 
 
-def accelerate(det: Detector, mode: str, *, example: torch.Tensor | None = None) -> Detector:
+def accelerate(det: Detector, mode: str, *, example: torch.Tensor | None = None,
+               cache_dir: str | os.PathLike | None = None) -> Detector:
     """A copy of `det` whose `predict` runs the `mode` path; `det` itself is left untouched.
 
     `example`: a preprocessed batch for export (`onnx`); by default one zero image at the detector's input size.
+    `cache_dir` (`onnx`): keep the exported graph there and reuse it while weights, code and torch are unchanged
+    (`onnx_cache_key`), so that a restart does not export again.
     """
     if mode not in FAST_MODES:
         raise FastPathError(f"unknown fast mode {mode!r}; choose from {', '.join(FAST_MODES)}")
@@ -124,7 +132,7 @@ def accelerate(det: Detector, mode: str, *, example: torch.Tensor | None = None)
     elif mode == "onnx":
         if example is None:
             example = det.preprocess([np.zeros((64, 64, 3), np.uint8)])
-        fast.logits = _onnx_logits(base_logits, net, example)
+        fast.logits = _onnx_logits(base_logits, net, example, cache=_cache_file(cache_dir, det, net, example))
     fast.version = f"{det.version}+{mode}"
     # Explanations need gradients through the original network (an onnx or int8 copy has none): they use `eager`.
     fast.eager = det
@@ -153,31 +161,100 @@ class _LogitsModule(nn.Module):
         return self._logits(batch)
 
 
-def _onnx_logits(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module,
-                 example: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    try:
-        import onnxruntime as ort
-    except ImportError as e:
-        raise FastPathError("UDFD_FAST=onnx needs onnx and onnxruntime (pip install -r requirements.txt)") from e
+# Faces per ONNX Runtime call. Its CPU arena keeps the peak of the largest call made (measured: about 13 MB per face
+# per session for effnet_lite0 and mesonet4_df, so a 32-face video batch kept ~1 GB in the two), and on CPU a larger
+# call is not faster per face (benchmarks/results/bench_fast_new_members.json): larger batches are run in chunks.
+ONNX_MAX_BATCH = 4
+
+
+def onnx_cache_key(det: Detector, net: nn.Module, example: torch.Tensor) -> str:
+    """What an exported graph depends on: the weights, the family's code and this file, torch, the input shape."""
+    h = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for module in {type(det).__module__, __name__}:
+        source = inspect.getsourcefile(sys.modules[module])
+        h.update(Path(source).read_bytes() if source else module.encode())
+    h.update(f"{torch.__version__}|{tuple(example.shape[1:])}|{_OPSET}".encode())
+    return h.hexdigest()[:32]
+
+
+def _cache_file(cache_dir: str | os.PathLike | None, det: Detector, net: nn.Module,
+                example: torch.Tensor) -> Path | None:
+    if not cache_dir:
+        return None
+    return Path(cache_dir).expanduser() / "onnx" / f"{det.name}-{onnx_cache_key(det, net, example)}.onnx"
+
+
+def _export(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module, example: torch.Tensor) -> bytes:
     buf = io.BytesIO()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: expected
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: dynamo needs onnxscript
-            torch.onnx.export(_LogitsModule(logits, net).eval(), (example,), buf, dynamo=False, opset_version=17,
+            torch.onnx.export(_LogitsModule(logits, net).eval(), (example,), buf, dynamo=False, opset_version=_OPSET,
                               input_names=["pixels"], output_names=["logits"],
                               dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}})
     except Exception as e:  # the exporter raises many types (OnnxExporterError, RuntimeError, TypeError, ...)
         raise FastPathError(f"ONNX export failed: {type(e).__name__}: {e}") from e
+    return buf.getvalue()
+
+
+def _cached_export(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module, example: torch.Tensor,
+                   cache: Path | None, *, reuse: bool = True) -> tuple[bytes, bool]:
+    """(exported graph, whether it came from `cache`). A cache that cannot be read or written only costs an export
+    (logged), never the fast path."""
+    if cache is not None and reuse:
+        try:
+            return cache.read_bytes(), True
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("ONNX cache %s unreadable (%s): exporting again", cache, e)
+    graph = _export(logits, net, example)
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(graph)
+            os.replace(tmp, cache)  # atomic: a concurrent reader sees the whole file or none
+            log.info("ONNX graph exported and cached in %s", cache)
+        except OSError as e:
+            log.warning("ONNX graph not cached in %s: %s", cache, e)
+    return graph, False
+
+
+def _onnx_logits(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module,
+                 example: torch.Tensor, *, cache: Path | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise FastPathError("UDFD_FAST=onnx needs onnx and onnxruntime (pip install -r requirements.txt)") from e
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     # ORT's threads spin after each run by default and then steal the cores from whatever runs next (torch, face
     # detection, another request): measured, eager models timed right after an ORT call ran ~1.5x slower.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+    graph, cached = _cached_export(logits, net, example, cache)
+    try:
+        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - ORT raises its own types for a damaged graph
+        if not cached:
+            raise FastPathError(f"ONNX Runtime cannot load the exported graph: {e}") from e
+        log.warning("ONNX cache %s is damaged (%s): exporting again", cache, e)
+        graph, _ = _cached_export(logits, net, example, cache, reuse=False)
+        try:
+            session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as e2:  # noqa: BLE001
+            raise FastPathError(f"ONNX Runtime cannot load the exported graph: {e2}") from e2
+    if cached:
+        log.info("ONNX graph from cache %s", cache)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {"pixels": batch.detach().cpu().numpy()})[0])
+        x = batch.detach().cpu().numpy()
+        parts = [session.run(None, {"pixels": x[i:i + ONNX_MAX_BATCH]})[0]
+                 for i in range(0, len(x), ONNX_MAX_BATCH)] or [session.run(None, {"pixels": x})[0]]
+        return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
 
     return run
-

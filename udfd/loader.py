@@ -68,15 +68,16 @@ def _load_ref(ref: ModelRef, *, name: str | None, settings: Settings, download: 
             return det
         fast = _CACHE.get(f"{key}|{mode}")
         if fast is None or fast[1] != stamp:  # a promoted version gets its own fast copy
-            _CACHE[f"{key}|{mode}"] = (_fast_copy(det, mode, verify_it=settings.fast.strip() == AUTO), stamp)
+            _CACHE[f"{key}|{mode}"] = (_fast_copy(det, mode, verify_it=settings.fast.strip() == AUTO,
+                                                   cache_dir=settings.cache_dir), stamp)
         return _CACHE[f"{key}|{mode}"][0]
 
 
-def _fast_copy(det: Detector, mode: str, *, verify_it: bool) -> Detector:
+def _fast_copy(det: Detector, mode: str, *, verify_it: bool, cache_dir: str = "") -> Detector:
     """The fast copy of `det`; a default (auto) path must keep every score on the verification crops, or `det`
-    itself serves, with one log line saying why."""
+    itself serves, with one log line saying why. An exported graph is cached under `cache_dir` (udfd.fast)."""
     try:
-        fast = accelerate(det, mode)
+        fast = accelerate(det, mode, cache_dir=cache_dir or None)
     except FastPathError as e:
         if not verify_it:
             raise
