@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--name", default="ensemble")
     p.add_argument("--version", default="1.0")
     p.add_argument("--report", type=Path, help="write the LOSO table JSON here")
+    p.add_argument("--max-fpr-gap", type=float, help="with --data and --rule auto: the best-LOSO rule whose largest "
+                   "per-ethnicity FPR gap on the in-dist test reals is at most this")
     p.add_argument("--data", type=Path, help="the data root: adds per-ethnicity FPR of the in-dist test reals "
                    "(groups from manifest notes) for the ensemble and every member")
     args = p.parse_args(argv)
@@ -108,35 +110,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         pooled[m] = auc(np.concatenate([f.y_heldout for f in folds]), np.concatenate([f.d_heldout[:, j]
                                                                                      for f in folds]))
     rules = [c.split(":", 1)[1] for c in table if c.startswith("ensemble:")]
-    rule = args.rule if args.rule != "auto" else max(rules, key=lambda r: means[f"ensemble:{r}"] or 0.0)
-
     # Final weights: `nested` -> all folds' held-out rows pooled; `val` / `mean` -> the final models' in-dist val.
     ind_val = [rows_for(files[m], "in_dist", "val") for m in score_names]
     ind_test = [rows_for(files[m], "in_dist", "test") for m in score_names]
     d_iv, y_iv, _ = matrix(ind_val)
     d_it, y_it, meta_it = matrix(ind_test)
-    scale = (d_iv.mean(axis=0), np.where(d_iv.std(axis=0) > 1e-6, d_iv.std(axis=0), 1.0))
-    if rule.startswith("nested"):
-        # Weights from unseen-source rows, each fold standardised by its own validation statistics.
-        zs = [((f.d_heldout - f.d_val.mean(axis=0)) / np.where(f.d_val.std(axis=0) > 1e-6, f.d_val.std(axis=0), 1.0))
-              for f in folds if len(f.d_val)]
-        ys = [f.y_heldout for f in folds if len(f.d_val)]
-        unit = fit_stack(np.concatenate(zs), np.concatenate(ys), rule=rule,
-                         scale=(np.zeros(len(score_names)), np.ones(len(score_names))))
-        stack = type(unit)(tuple(map(float, scale[0])), tuple(map(float, scale[1])), unit.weights, unit.bias, rule)
-    else:
-        stack = fit_stack(d_iv, y_iv, rule=rule, scale=scale)
-    s_val = stack.score(d_iv)
-    temperature = fit_temperature(np.stack([np.zeros_like(s_val), s_val], axis=1), y_iv)
-    prob_val = 1 / (1 + np.exp(-s_val / temperature))
-    threshold = best_youden_threshold(y_iv, prob_val)
-    prob_test = 1 / (1 + np.exp(-stack.score(d_it) / temperature))
+    ranked = [args.rule] if args.rule != "auto" else sorted(rules, key=lambda r: -(means[f"ensemble:{r}"] or 0.0))
+    selection: dict[str, Any] = {}
+    for rule in ranked:  # best mean LOSO first; with --max-fpr-gap the first whose real-face FPR gap is within it
+        stack, temperature, threshold = final_stack(rule, folds, d_iv, y_iv)
+        prob_test = 1 / (1 + np.exp(-stack.score(d_it) / temperature))
+        gap = None
+        if args.data:
+            gap = (fairness(args.data, meta_it, y_it, {"e": (prob_test, threshold)})["e"]["fpr_gap"] or {}).get("gap")
+        selection[rule] = {"loso_mean": means[f"ensemble:{rule}"], "fpr_gap": gap}
+        if args.max_fpr_gap is None or (gap is not None and gap <= args.max_fpr_gap) or rule == ranked[-1]:
+            break
     in_dist = {"test": binary_metrics(y_it, prob_test, threshold=threshold), "per_source": {}}
     for src in sorted({r["source"] for r in meta_it}):
         idx = [i for i, r in enumerate(meta_it) if r["source"] == src]
         in_dist["per_source"][src] = {"n": len(idx), "fake": int(y_it[idx].sum()),
                                       "accuracy": float(((prob_test[idx] >= threshold) == y_it[idx]).mean())}
-    report = {"members": dict(pairs), "rule": rule, "loso": table, "loso_mean": means, "loso_pooled_members": pooled,
+    report = {"members": dict(pairs), "rule": rule, "selection": {"max_fpr_gap": args.max_fpr_gap, "tried": selection},
+              "loso": table, "loso_mean": means, "loso_pooled_members": pooled,
               "stack": stack.to_dict(), "temperature": temperature, "threshold": threshold,
               "in_dist_test_auc": auc(y_it, prob_test), "in_dist_member_test_auc":
                   {m: auc(y_it, d_it[:, j]) for j, m in enumerate(score_names)}, "n": {
@@ -152,6 +148,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.output:
         write_checkpoint(args.output, report, name=args.name, version=args.version)
     return report
+
+
+def final_stack(rule: str, folds: list[FoldData], d_iv: np.ndarray, y_iv: np.ndarray) -> tuple[Any, float, float]:
+    """(stack, temperature, threshold) of `rule` fitted on all the data it may use; calibrated on in-dist val."""
+    n = d_iv.shape[1]
+    scale = (d_iv.mean(axis=0), np.where(d_iv.std(axis=0) > 1e-6, d_iv.std(axis=0), 1.0))
+    if rule.startswith("nested"):
+        # Weights from unseen-source rows, each fold standardised by its own validation statistics.
+        zs = [((f.d_heldout - f.d_val.mean(axis=0)) / np.where(f.d_val.std(axis=0) > 1e-6, f.d_val.std(axis=0), 1.0))
+              for f in folds if len(f.d_val)]
+        ys = [f.y_heldout for f in folds if len(f.d_val)]
+        unit = fit_stack(np.concatenate(zs), np.concatenate(ys), rule=rule, scale=(np.zeros(n), np.ones(n)))
+        stack = type(unit)(tuple(map(float, scale[0])), tuple(map(float, scale[1])), unit.weights, unit.bias, rule)
+    else:
+        stack = fit_stack(d_iv, y_iv, rule=rule, scale=scale)
+    s_val = stack.score(d_iv)
+    temperature = fit_temperature(np.stack([np.zeros_like(s_val), s_val], axis=1), y_iv)
+    return stack, temperature, best_youden_threshold(y_iv, 1 / (1 + np.exp(-s_val / temperature)))
 
 
 def fairness(data: Path, meta: list[dict], y: np.ndarray, models: dict[str, tuple[np.ndarray, float]]) -> dict:
