@@ -19,6 +19,7 @@ import gradio as gr  # noqa: E402
 from udfd.config import Settings  # noqa: E402
 from udfd.detectors.base import Detector  # noqa: E402
 from udfd.fast import set_threads  # noqa: E402
+from udfd.memory import trim_periodically, tune_malloc  # noqa: E402
 from udfd.ui.compare import build_compare_tab  # noqa: E402
 from udfd.ui.image import analyze, build_image_tab, load_models, payload_file  # noqa: E402,F401  (analyze: API)
 from udfd.ui.malformed import StrictBlocks  # noqa: E402
@@ -112,6 +113,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_malloc()  # before the models load: large buffers go back to the OS when freed (udfd/memory.py)
+    trim_periodically()
     settings = Settings.from_env()
     set_threads(settings.threads)
     demo = build_app(settings)
