@@ -110,3 +110,33 @@ def test_video_bench_compares_the_paths_on_one_clip(tmp_path, face_rgb, tiny_set
         assert set(r["stage_share"]) == {"decode", "motion", "faces", "lips", "model"}
     assert paths["uniform"]["stage_ms"]["motion"] == 0.0, "uniform selection measures no motion"
     assert "| every frame" in result["table"]
+
+
+def test_side_by_side_scores_a_timm_detector_three_ways(tmp_path: Path, bench_data: Path) -> None:
+    """A tiny timm checkpoint: our default path, eager fp32 and the plain timm + torchvision script all run on
+    every file; the plain script's probability is the network's own softmax (same weights, its own resize)."""
+    import torch
+
+    from udfd.bench.side_by_side import run_side_by_side, side_by_side_markdown
+    from udfd.config import Settings
+    from udfd.detectors.timm_classifier import TimmDetector
+    from udfd.loader import clear_cache
+
+    torch.manual_seed(0)
+    det = TimmDetector.create({**TimmDetector.tiny_arch, "mean": [0.5] * 3, "std": [0.5] * 3})
+    folder = tmp_path / "tiny-timm"
+    det.save_pretrained(folder, metadata={"version": "test", "fast": "onnx"}, fp16=False)
+    clear_cache()
+    settings = Settings(detectors=("tiny",), models={"tiny": f"local-dir:{folder}"})
+    result = run_side_by_side(settings=settings, data=bench_data, n=4)
+    assert set(result["rows"]) == {"ours_default", "ours_eager", "plain_timm"}
+    assert all(r["p50_ms"] > 0 for r in result["rows"].values()) and result["rows"]["plain_timm"]["x_plain"] == 1.0
+    assert result["n_images"] == 4 and result["default_vs_eager"]["flips"] == 0
+    assert side_by_side_markdown(result).count("\n| ") == 4  # header + three rows
+
+
+def test_side_by_side_needs_a_timm_network(tiny_settings, bench_data: Path) -> None:
+    from udfd.bench.side_by_side import run_side_by_side
+
+    with pytest.raises(UdfdError, match="no timm network"):
+        run_side_by_side(settings=tiny_settings, data=bench_data, n=2)

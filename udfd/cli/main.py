@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--modes", default="", help="with --fast: only these modes (comma-separated)")
     be.add_argument("--readme", type=Path, help="with --fast: also rewrite the table in this README (between "
                     "<!-- bench-fast --> markers)")
+    be.add_argument("--side-by-side", action="store_true",
+                    help="the default detector: our default path vs eager fp32 vs a plain timm + torchvision script, "
+                    "interleaved on the same files (bench_side_by_side.json)")
     be.set_defaults(func=cmd_bench, detector=None)
 
     from udfd.cli.fairness import add_commands as add_fairness
@@ -300,6 +303,12 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             text = args.readme.read_text(encoding="utf-8")
             args.readme.write_text(replace_marked_block(text, "bench-fast", fast_markdown(result),
                                                         heading="### Faster inference paths"), encoding="utf-8")
+    elif args.side_by_side:
+        from udfd.bench.side_by_side import run_side_by_side, side_by_side_markdown
+
+        result = run_side_by_side(settings=settings, data=args.data, n=args.n)
+        result["command"] = "udfd " + shlex.join(args.argv)
+        result["table"] = side_by_side_markdown(result)
     elif args.video:
         from udfd.bench.video import run_video_bench
 
@@ -309,7 +318,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
         result = run_bench(settings=settings, data=args.data, n=args.n, include_vit_base=not args.no_vit_base,
                            include_families=not args.no_families)
-    default = "bench_fast.json" if args.fast else "bench_video.json" if args.video else "bench_image.json"
+    default = ("bench_fast.json" if args.fast else "bench_side_by_side.json" if args.side_by_side
+               else "bench_video.json" if args.video else "bench_image.json")
     out = args.out or Path("benchmarks/results") / default
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1), encoding="utf-8")
