@@ -80,6 +80,10 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.set_default_timeout(WAIT_MS)
             page.goto(url, wait_until="domcontentloaded")
+            # The examples sit right under the upload box, above the detector choice.
+            sync_api.expect(page.locator("#examples").get_by_text("real fairface 0098")).to_be_visible()
+            upload, examples, detector = (page.locator(sel).first.bounding_box() for sel in
+                                          ("#image-in", "#examples", "#detector"))
 
             # Image tab: upload a real face, analyse, wait for the verdict.
             page.locator("input[type=file]").first.set_input_files(str(face_image_path))
@@ -144,6 +148,7 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
         finally:
             browser.close()
     assert verdict in {"fake", "real"}
+    assert upload["y"] + upload["height"] <= examples["y"] + 1 and examples["y"] + examples["height"] <= detector["y"] + 1
     assert alt.strip(), "the annotated image has alt text"
     # The report is the HTML page of the example just shown: its sentence, and the SHA-256 of the example's bytes.
     assert report.startswith("<!DOCTYPE html>") and "UDFD evidence report" in report and "not proof" in report

@@ -26,7 +26,7 @@ from udfd.pipeline import compare_image
 from udfd.provenance import read_provenance
 from udfd.types import Heatmap, Image, Verdict
 from udfd.ui.evidence import evidence_markdown
-from udfd.ui.public import hide_paths
+from udfd.ui.public import failed, unreadable, visible
 
 AUTO = "auto"
 EXPLAIN_INFO = (
@@ -89,7 +89,7 @@ def decode_upload(path: str | None, data: bytes | None, settings: Settings, name
         else:
             image = read_image(path, max_file_bytes=settings.max_file_bytes, **image_limits(settings))
     except MediaError as e:
-        raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
+        raise gr.Error(unreadable(name, e.reason), print_exception=False) from e
     return dataclasses.replace(image, source=name)
 
 
@@ -147,10 +147,11 @@ def build_compare_tab(
     def on_compare(payload: dict[str, Any] | None, heatmaps: bool = True) -> tuple[Any, ...]:
         if not available:
             reasons = "; ".join(f"{k}: {v}" for k, v in unavailable.items())
-            raise gr.Error(f"Comparison is unavailable: {reasons}", print_exception=False)
+            raise gr.Error(f"Comparison is unavailable: {visible(reasons)}. The server's operator must make a detector "
+                           "available (see the README, 'Models'); please try again later.", print_exception=False)
         path, data = read_upload(payload)
         if path is None and data is None:
-            raise gr.Error("Upload an image first", print_exception=False)
+            raise gr.Error("Upload an image first, then press Compare all detectors", print_exception=False)
         name = Path(path).name if path else "webcam image"
         image = decode_upload(path, data, settings, name)
         provenance = read_provenance(data if data is not None else path, max_bytes=settings.max_file_bytes,
@@ -165,7 +166,7 @@ def build_compare_tab(
                 provenance=provenance,
             )
         except UdfdError as e:
-            raise gr.Error(hide_paths(str(e)), print_exception=False) from e
+            raise gr.Error(failed(e), print_exception=False) from e
         return (
             comparison_table(comparison),
             comparison_bars(comparison),

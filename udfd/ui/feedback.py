@@ -10,7 +10,6 @@ Blocks context; the same work is callable as `api_name="flag"`:
 from __future__ import annotations
 
 import dataclasses
-import html
 import logging
 import re
 import threading
@@ -32,7 +31,7 @@ from udfd.loader import current_detector
 from udfd.media import decode_image, image_limits, read_image
 from udfd.pipeline import analyze_image
 from udfd.types import FeedbackRecord, Label
-from udfd.ui.public import hide_paths
+from udfd.ui.public import failed, hide_paths, unreadable
 from udfd.ui.uploads import decode_data_url, read_upload
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,8 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         if flag_option not in CHOICES:
             raise gr.Error(f"unknown feedback {flag_option!r}; use one of {list(CHOICES)}", print_exception=False)
         if not self.detectors:
-            raise gr.Error("feedback is unavailable: no detector is loaded", print_exception=False)
+            raise gr.Error("Feedback is unavailable: no detector is loaded, so nothing was recorded; please try again "
+                           "later", print_exception=False)
         name = detector_name or next(iter(self.detectors))
         if name not in self.detectors:
             raise gr.Error(f"unknown detector {name!r}; choose one of {sorted(self.detectors)}", print_exception=False)
@@ -88,7 +88,7 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         try:
             verdict = analyze_image(image, settings=self.settings, detectors=[det])
         except UdfdError as e:
-            raise gr.Error(hide_paths(str(e)), print_exception=False) from e
+            raise gr.Error(failed(e), print_exception=False) from e
         k = max(range(len(verdict.faces)), key=lambda i: verdict.faces[i].fake_prob)
         face = verdict.faces[k]
         predicted: Label = verdict.overall.label
@@ -132,7 +132,8 @@ class StoreFlaggingCallback(gr.FlaggingCallback):
         if not flag_id:
             return None
         if not isinstance(flag_id, str) or not FLAG_ID.fullmatch(flag_id):
-            raise gr.Error("flag_id must be 8 to 64 letters, digits, '-' or '_' (e.g. a UUID)", print_exception=False)
+            raise gr.Error("flag_id must be 8 to 64 letters, digits, '-' or '_': send one such as a UUID",
+                           print_exception=False)
         return flag_id
 
     def _screen(self, record: FeedbackRecord, det: Detector, pixels: np.ndarray, box: tuple) -> FeedbackRecord:
@@ -185,7 +186,7 @@ def _guard(fn: Any) -> Any:
     try:
         return fn()
     except MediaError as e:
-        raise gr.Error(f"{html.escape(Path(e.file).name)}: {html.escape(e.reason)}", print_exception=False) from e
+        raise gr.Error(unreadable(Path(e.file).name, e.reason), print_exception=False) from e
 
 
 def make_callback(settings: Settings, detectors: dict[str, Detector], *,

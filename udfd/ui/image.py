@@ -29,7 +29,7 @@ from udfd.ui.compare import explanation_views, method_dropdown, method_update
 from udfd.ui.draw import draw_verdict
 from udfd.ui.evidence import evidence_markdown
 from udfd.ui.feedback import feedback_row
-from udfd.ui.public import hide_paths
+from udfd.ui.public import failed, hide_paths, unreadable, visible
 from udfd.ui.report import FileFacts, gather, write_report
 from udfd.ui.uploads import read_upload
 
@@ -81,7 +81,7 @@ def analyze(
     Every failure surfaces as a `gr.Error` with a message for the user, never a traceback.
     """
     if image_path is None and data is None:
-        raise gr.Error("Upload an image first")
+        raise gr.Error("Upload an image first (or click one of the examples under the upload box)", print_exception=False)
     name = Path(image_path).name if image_path else "webcam image"
     try:
         if data is not None:
@@ -100,10 +100,10 @@ def analyze(
         views = explanation_views(explained, image.pixels, verdict, explain, out=heatmaps) \
             if explained is not None else []
     except MediaError as e:
-        raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
+        raise gr.Error(unreadable(name, e.reason), print_exception=False) from e
     except UdfdError as e:
         log.warning("analysis of %s failed: %s", name, e)
-        raise gr.Error(hide_paths(str(e)), print_exception=False) from e
+        raise gr.Error(failed(e), print_exception=False) from e
     thresholds = {d.name: d.threshold for d in dets}
     said = sentence(verdict, thresholds=thresholds, heatmaps=tuple(heatmaps))
     return (
@@ -185,12 +185,14 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
         payload: dict[str, Any] | None, detector: str | None, explain: bool = False, method: str | None = None
     ) -> tuple[Any, ...]:
         if not available:
-            raise gr.Error(f"Analysis is unavailable: {nothing}", print_exception=False)
+            raise gr.Error(f"Analysis is unavailable: {visible(nothing)}. The server's operator must make a detector "
+                           "available (see the README, 'Models'); please try again later.", print_exception=False)
         name = detector or next(iter(available))
         if name not in available:
             reason = unavailable.get(name, "it scores videos only (use the Video tab)" if name in video_only
                                      else f"unknown detector; choose one of {sorted(available)}")
-            raise gr.Error(f"Detector {name} is unavailable: {reason}", print_exception=False)
+            raise gr.Error(f"Detector {visible(name)} is unavailable: {visible(reason)}. Choose another detector.",
+                           print_exception=False)
         path, data = payload_file(payload, max_bytes=settings.max_file_bytes)
         return analyze(path, settings, [current_detector(name, available[name], settings=settings)], data=data,
                        explain=(method or "auto") if explain else None)
@@ -202,9 +204,11 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
         with gr.Column():
             image_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", label="Image",
                                 elem_id="image-in")
+            examples = gr.Column(elem_id="examples")  # filled below, once the outputs exist: right under the upload
             choice = gr.Dropdown(
                 choices=[(infos[n].title, n) for n in available], value=next(iter(available), None),
                 label="Detector", info="The first one is the recommended default; see 'About the detectors'.",
+                elem_id="detector",
             )
             explain_box = gr.Checkbox(value=False, label="Explain (heat-maps; slower)")
             method = method_dropdown(next(iter(available.values()), None))
@@ -239,7 +243,8 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
         preprocess=False,
         concurrency_limit=settings.concurrency,
     )
-    example_tab(image_in, outputs, settings, available)
+    with examples:
+        example_tab(image_in, outputs, settings, available)
     flagging = feedback_row(image_in, choice, settings, available)  # flag buttons + consent; api_name="flag"
     return flagging
 
@@ -267,7 +272,8 @@ def example_tab(image_in: Any, outputs: list[Any], settings: Settings, available
     def show(path: str | None) -> tuple[Any, ...]:
         hit = cached.get(Path(path or "").name)
         if hit is None:
-            raise gr.Error("not one of the examples", print_exception=False)
+            raise gr.Error("Not one of the examples: click an example, or upload the image and press Analyse.",
+                           print_exception=False)
         return hit
 
     gr.Examples(examples=[[str(f)] for f in files if f.name in cached], inputs=[image_in], outputs=outputs,

@@ -61,14 +61,15 @@ def decode_data_url(url: str, *, max_bytes: int) -> bytes:
     """The bytes of a `data:...;base64,` URL; refused before decoding when longer than the upload limit."""
     text = url.split(",", 1)[1] if "," in url else ""
     if len(text) > inline_limit(max_bytes) or decoded_length(text) > max_bytes:
-        raise gr.Error(f"the inline data sent is larger than the limit of {max_bytes // _MEGABYTE} MB for uploads",
+        raise gr.Error(f"The inline data sent is larger than the limit of {max_bytes // _MEGABYTE} MB for uploads: "
+                       "send a smaller image",
                        print_exception=False)
     try:
         data = base64.b64decode(text, validate=True)
     except (ValueError, binascii.Error) as e:
-        raise gr.Error("the image data sent is not valid base64", print_exception=False) from e
+        raise gr.Error("The image data sent is not valid base64: upload the file itself", print_exception=False) from e
     if not data:
-        raise gr.Error("the inline data sent is empty", print_exception=False)
+        raise gr.Error("The inline data sent is empty: upload the file itself", print_exception=False)
     return data
 
 
@@ -81,7 +82,8 @@ def read_upload(payload: Any, *, max_bytes: int, inline: bool = True) -> tuple[s
     if isinstance(payload, str):
         return uploaded_path(payload), None
     if not isinstance(payload, dict):
-        raise gr.Error(f"expected a file (a FileData object with a path), got {type(payload).__name__}",
+        raise gr.Error(f"Expected a file (a FileData object with a path), got {type(payload).__name__}: send the "
+                       "upload as a file (gradio_client: handle_file(path))",
                        print_exception=False)
     if isinstance(payload.get("video"), dict):  # gr.Video sends {"video": FileData, "subtitles": ...}
         return read_upload(payload["video"], max_bytes=max_bytes, inline=inline)

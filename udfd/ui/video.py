@@ -6,7 +6,6 @@ Only drawing and Gradio wiring live here; every number comes from `udfd.pipeline
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from udfd.feedback.store import new_record
 from udfd.pipeline import VideoAnalysis, run_video
 from udfd.ui.evidence import evidence_markdown
 from udfd.ui.feedback import CHOICES, StoreFlaggingCallback
-from udfd.ui.public import hide_paths
+from udfd.ui.public import failed, hide_paths, unreadable, visible
 from udfd.ui.style import COLOURS, box_text
 from udfd.ui.uploads import read_upload
 
@@ -175,8 +174,8 @@ def build_video_tab(settings: Settings, available: dict[str, Detector], unavaila
             raise gr.Error("Upload a video first", print_exception=False)
         primary = primary or default_primary
         if primary not in available:
-            raise gr.Error(f"Detector {primary} is unavailable: {unavailable.get(primary, 'unknown')}",
-                           print_exception=False)
+            raise gr.Error(f"Detector {visible(primary)} is unavailable: {visible(unavailable.get(primary, 'unknown'))}. "
+                           "Choose another detector.", print_exception=False)
         dets = [available[primary]] + [available[n] for n in (others or []) if n in available and n != primary]
         analysis = run(path, settings, dets, progress=lambda f, what: progress(f, desc=what))
         return (*outputs(analysis, settings, dets), last_verdict(analysis, dets[0]))
@@ -274,9 +273,9 @@ def run(path: str, settings: Settings, detectors: Sequence[Detector], *,
     try:
         return run_video(path, settings=settings, detectors=detectors, progress=progress)
     except MediaError as e:
-        raise gr.Error(f"{html.escape(name)}: {e.reason}", print_exception=False) from e
+        raise gr.Error(unreadable(name, e.reason, video=True), print_exception=False) from e
     except UdfdError as e:
-        raise gr.Error(hide_paths(str(e)), print_exception=False) from e
+        raise gr.Error(failed(e), print_exception=False) from e
 
 
 def outputs(analysis: VideoAnalysis, settings: Settings, detectors: Sequence[Detector]) -> tuple[Any, ...]:
