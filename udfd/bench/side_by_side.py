@@ -116,11 +116,14 @@ def _load_eager(name: str, settings: Settings) -> Detector:
 
 
 def _timm_member(det: Detector) -> tuple[Detector, str] | None:
-    """(eager network, reference it was loaded from) of the detector itself or of its first member that is a timm
-    network (its family says so, not its name)."""
+    """(eager network, reference it was loaded from) of the detector itself or of its first member whose
+    architecture names a timm model (what it is built from, not which family or name it has)."""
+    import timm
+
     for d in [det, *getattr(det, "members", [])]:
         eager = getattr(d, "eager", d)
-        if eager.family == "timm":
+        arch = getattr(eager, "arch", None)
+        if isinstance(arch, dict) and timm.is_model(str(arch.get("model", ""))):
             return eager, getattr(d, "loaded_from", "")
     return None
 
