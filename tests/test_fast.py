@@ -232,3 +232,20 @@ def test_settings_cache_dir_from_env(tmp_path):
     assert Settings.from_env({"UDFD_CACHE_DIR": str(tmp_path)}).cache_dir == str(tmp_path)
     assert Settings.from_env({"UDFD_CACHE_DIR": "off"}).cache_dir == ""
     assert Settings.from_env({"XDG_CACHE_HOME": str(tmp_path)}).cache_dir == str(tmp_path / "udfd")
+
+
+def test_onnx_cache_key_is_the_same_in_every_process():
+    """The key must not depend on the process's hash seed (it did: a set's order), or a restart exports again."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch, numpy as np\n"
+            "from udfd.detectors.base import families\n"
+            "from udfd.fast import onnx_cache_key\n"
+            "torch.manual_seed(0)\n"
+            "cls = families()['timm']; det = cls.create(cls.tiny_arch)\n"
+            "print(onnx_cache_key(det, det.module(), det.preprocess([np.zeros((8, 8, 3), np.uint8)])))\n")
+    keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout.split()[-1] for seed in ("1", "2", "3")}
+    assert len(keys) == 1, keys

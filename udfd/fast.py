@@ -173,7 +173,7 @@ def onnx_cache_key(det: Detector, net: nn.Module, example: torch.Tensor) -> str:
     for name, tensor in net.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    for module in {type(det).__module__, __name__}:
+    for module in sorted({type(det).__module__, __name__}):  # sorted: a set's order changes between processes
         source = inspect.getsourcefile(sys.modules[module])
         h.update(Path(source).read_bytes() if source else module.encode())
     h.update(f"{torch.__version__}|{tuple(example.shape[1:])}|{_OPSET}".encode())
