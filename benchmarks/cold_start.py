@@ -1,0 +1,128 @@
+"""Cold start of the app: `python app.py` until the first request is served, with and without a warm ONNX cache.
+
+Each run launches the app on a free 127.0.0.1 port with its own UDFD_CACHE_DIR and, from the moment of launch,
+keeps trying one `/gradio_api/call/analyze_image` on an example image until a Verdict comes back ("first answer":
+what a first visitor waits after a restart). Then it sends the same request twice more: when the first answer
+took no longer than the next ones, the first visitor paid for no lazy initialisation. "cold" runs start from an
+empty cache folder (every fast path exported), "warm" ones reuse the folder of the cold run before them. Runs
+alternate cold, warm, cold, warm, ... so that background load hits both alike; the machine's load is recorded.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/cold_start.py --out benchmarks/results/cold_start.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load_test import HOST, ROOT, free_port  # noqa: E402
+from memory_requests import _call, _upload  # noqa: E402
+
+log = logging.getLogger("cold_start")
+EXAMPLE = ROOT / "examples" / "real_fairface_0098.jpg"
+
+
+def _try_analyze(url: str, data: bytes, detector: str) -> tuple[bool, float]:
+    t0 = time.perf_counter()
+    try:
+        path = _upload(url, EXAMPLE.name, data)
+        event, out = _call(url, "analyze_image", [{"path": path, "meta": {"_type": "gradio.FileData"}}, detector,
+                                                  False, "auto"], timeout=300)
+        ok = event == "complete" and isinstance(out, list) and isinstance(out[3], dict) and "overall" in out[3]
+    except (OSError, ValueError):
+        ok = False
+    return ok, time.perf_counter() - t0
+
+
+def one_run(kind: str, cache_dir: Path, *, detector: str, timeout: float) -> dict[str, Any]:
+    port = free_port()
+    url = f"http://{HOST}:{port}/"
+    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "GRADIO_ANALYTICS_ENABLED": "False",
+           "PYTHONUNBUFFERED": "1", "UDFD_CACHE_DIR": str(cache_dir)}
+    data = EXAMPLE.read_bytes()
+    log_file = cache_dir.parent / f"{cache_dir.name}-{kind}.log"
+    load_before = os.getloadavg()
+    with open(log_file, "w") as server_log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "app.py", "--host", HOST, "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=server_log, stderr=subprocess.STDOUT)
+        try:
+            first = None
+            while time.perf_counter() - t0 < timeout:
+                if proc.poll() is not None:
+                    raise SystemExit(f"the app exited with code {proc.returncode}: see {log_file}")
+                ok, seconds = _try_analyze(url, data, detector)
+                if ok:
+                    first = (time.perf_counter() - t0, seconds)
+                    break
+                time.sleep(0.25)
+            if first is None:
+                raise SystemExit(f"no answer within {timeout:.0f} s: see {log_file}")
+            after = [_try_analyze(url, data, detector)[1] for _ in range(2)]
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    text = log_file.read_text(errors="replace")
+    return {"kind": kind, "first_answer_s": round(first[0], 2), "first_request_s": round(first[1], 3),
+            "next_requests_s": [round(x, 3) for x in after],
+            "onnx_exported": text.count("ONNX graph exported and cached"),
+            "onnx_from_cache": text.count("ONNX graph from cache"),
+            "load_avg_before": [round(x, 2) for x in load_before]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(ROOT))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=2, help="cold + warm runs")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cold_start.json")
+    args = p.parse_args(argv)
+    from udfd.config import Settings
+
+    settings = Settings.from_env()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="udfd-cold-") as tmp:
+        for i in range(args.pairs):
+            cache = Path(tmp) / f"cache{i}"  # empty: the cold run exports, the warm run after it reuses
+            for kind in ("cold", "warm"):
+                runs.append(one_run(kind, cache, detector=settings.detectors[0], timeout=args.timeout))
+                log.info("%s", runs[-1])
+    by_kind = {k: [r for r in runs if r["kind"] == k] for k in ("cold", "warm")}
+    result = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": shlex.join(["python", "benchmarks/cold_start.py", *(sys.argv[1:] if argv is None else argv)]),
+        "what": "seconds from launching `python app.py` to the first Verdict of /gradio_api/call/analyze_image on "
+                f"examples/{EXAMPLE.name} (upload included)",
+        "detectors": list(settings.detectors), "video_detectors": list(settings.video_detectors),
+        "models_loaded_at_start": sorted(settings.models), "fast": settings.fast,
+        "first_answer_s_median": {k: round(statistics.median(r["first_answer_s"] for r in v), 2)
+                                  for k, v in by_kind.items()},
+        "first_visitor_pays_extra_s": round(max(r["first_request_s"] - min(r["next_requests_s"]) for r in runs), 3),
+        "runs": runs,
+        "environment": {"cpu_count": os.cpu_count(), "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+                        "note": "shared 2-core host (training and other work in the background): noisy"},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    log.info("%s", json.dumps({k: result[k] for k in ("first_answer_s_median", "first_visitor_pays_extra_s")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
