@@ -48,9 +48,15 @@ def _error_texts(path: Path) -> list[tuple[int, str | None]]:
     return found
 
 
+# Messages built at run time from the request itself, which this walk cannot read: API refusals of malformed
+# requests (a browser never sends them), each saying what the input takes; tests/test_messages.py drives them.
+DYNAMIC = {"udfd/ui/malformed.py"}
+
+
 def test_every_visitor_error_says_what_to_do_next() -> None:
     silent = [f"{p.relative_to(ROOT)}:{line}: {text!r}" for p in SOURCES for line, text in _error_texts(p)
-              if text is not None and not NEXT_STEP.search(text)]
+              if text is not None and not NEXT_STEP.search(text)
+              and not (str(p.relative_to(ROOT)) in DYNAMIC and text.startswith("<unresolved name"))]
     assert not silent, "messages that do not say what to do next:\n" + "\n".join(silent)
     assert sum(len(_error_texts(p)) for p in SOURCES) > 20  # the walk finds the messages at all
 
