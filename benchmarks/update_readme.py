@@ -1,6 +1,6 @@
 """Rewrite README.md's result tables from the committed JSON in benchmarks/results/ (no measuring).
 
-    python benchmarks/update_readme.py        # robustness summary, fast paths, load test
+    python benchmarks/update_readme.py        # robustness, fast paths, load, memory, batching, cold start
 
 Each table sits between `<!-- name -->` and `<!-- /name -->` markers; `udfd bench --fast --readme README.md`
 rewrites the fast-path one while measuring.
@@ -46,6 +46,40 @@ def load_summary(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def memory_summary(runs: list[dict[str, Any]]) -> str:
+    lines = ["| command | date | requests (clients) | at rest MB | warm MB | peak MB | after MB | after idle vs warm | "
+             "load avg before |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in runs:
+        m = r["rss"]
+        lines.append(f"| `{r['command']}` | {r['date']} | {r['requests']} ({r['clients']}) | {m['at_rest_mib']:.0f} | "
+                     f"{m['warm_mib']:.0f} | {m['peak_during_requests_mib']:.0f} | {m['after_idle_mib']:.0f} | "
+                     f"{r['after_idle_vs_warm']:+.1%} | {r['environment']['load_avg_before'][0]} |")
+    return "\n".join(lines)
+
+
+def throughput_summary(r: dict[str, Any]) -> str:
+    ips = r["images_per_s"]
+    return "\n".join([
+        f"`{r['command']}` ({r['date']}, {', '.join(r['detectors'])}, {r['images']} dev faces, {r['workers']} workers, "
+        f"batches of {r['batch_size']} faces, load average {r['environment']['load_avg_before'][0]}):", "",
+        "| path | images/s (best) | images/s (median) |", "|---|---:|---:|",
+        f"| one at a time (`analyze_image` per file) | {ips['one_at_a_time']['best']} | "
+        f"{ips['one_at_a_time']['median']} |",
+        f"| batched (`udfd.batch.analyze_many`) | {ips['batched']['best']} | {ips['batched']['median']} |", "",
+        f"Same verdicts: max \\|Δ fake_prob\\| {r['max_abs_delta_fake_prob']:.1e}, {r['label_flips']} flips."])
+
+
+def cold_start_summary(r: dict[str, Any]) -> str:
+    lines = [f"`{r['command']}` ({r['date']}): {r['what']}.", "",
+             "| run | first answer s | first request s | next requests s | ONNX exported / from cache | load avg |",
+             "|---|---:|---:|---|---|---|"]
+    for run in r["runs"]:
+        lines.append(f"| {run['kind']} | {run['first_answer_s']} | {run['first_request_s']} | "
+                     f"{', '.join(map(str, run['next_requests_s']))} | {run['onnx_exported']} / "
+                     f"{run['onnx_from_cache']} | {run['load_avg_before'][0]} |")
+    return "\n".join(lines)
+
+
 def _read(name: str) -> dict[str, Any]:
     return json.loads((RESULTS / name).read_text(encoding="utf-8"))
 
@@ -53,6 +87,7 @@ def _read(name: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from udfd.bench.fast import fast_markdown
+    from udfd.bench.side_by_side import side_by_side_markdown
     from udfd.cards import replace_marked_block
 
     readme = ROOT / "README.md"
@@ -62,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         "bench-fast": lambda: fast_markdown(_read("bench_fast.json")),
         "load-test": lambda: load_summary([json.loads(f.read_text(encoding="utf-8"))
                                            for f in sorted(RESULTS.glob("load_test*.json"))]),
+        "memory-requests": lambda: memory_summary([json.loads(f.read_text(encoding="utf-8"))
+                                                   for f in sorted(RESULTS.glob("memory_requests*.json"))]),
+        "batch-throughput": lambda: throughput_summary(_read("batch_throughput.json")),
+        "cold-start": lambda: cold_start_summary(_read("cold_start.json")),
+        "bench-side-by-side": lambda: side_by_side_markdown(_read("bench_side_by_side.json")),
     }
     for name, render in renders.items():
         text = replace_marked_block(text, name, render(), heading=f"### {name}")
