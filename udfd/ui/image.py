@@ -221,7 +221,7 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
                                  interactive=False, elem_id="annotated",
                                  alt_text="The analysed image with a box around each face; the words on each box "
                                  "give its verdict and fake probability (also in the table below)")
-            overall = gr.Label(label="Overall verdict (at the detector's threshold; fake_prob per face below)")
+            overall = gr.Label(label="Overall verdict (at the detector's threshold; each face's fake probability is in the table)")
             report = gr.File(label="Evidence report (one HTML page with the image, scores and file hash, to attach "
                              "to a fact-check)", interactive=False, elem_id="report")
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False, elem_id="face-table")
