@@ -81,7 +81,8 @@ def analyze(
     Every failure surfaces as a `gr.Error` with a message for the user, never a traceback.
     """
     if image_path is None and data is None:
-        raise gr.Error("Upload an image first (or click one of the examples under the upload box)", print_exception=False)
+        raise gr.Error("Upload an image first (or click one of the examples under the upload box)",
+                       print_exception=False)
     name = Path(image_path).name if image_path else "webcam image"
     try:
         if data is not None:
@@ -221,7 +222,8 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
                                  interactive=False, elem_id="annotated",
                                  alt_text="The analysed image with a box around each face; the words on each box "
                                  "give its verdict and fake probability (also in the table below)")
-            overall = gr.Label(label="Overall verdict (at the detector's threshold; each face's fake probability is in the table)")
+            overall = gr.Label(label="Overall verdict (at the detector's threshold; each face's fake probability "
+                               "is in the table)")
             report = gr.File(label="Evidence report (one HTML page with the image, scores and file hash, to attach "
                              "to a fact-check)", interactive=False, elem_id="report")
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False, elem_id="face-table")

@@ -174,8 +174,9 @@ def build_video_tab(settings: Settings, available: dict[str, Detector], unavaila
             raise gr.Error("Upload a video first", print_exception=False)
         primary = primary or default_primary
         if primary not in available:
-            raise gr.Error(f"Detector {visible(primary)} is unavailable: {visible(unavailable.get(primary, 'unknown'))}. "
-                           "Choose another detector.", print_exception=False)
+            why = visible(unavailable.get(primary, "unknown"))
+            raise gr.Error(f"Detector {visible(primary)} is unavailable: {why}. Choose another detector.",
+                           print_exception=False)
         dets = [available[primary]] + [available[n] for n in (others or []) if n in available and n != primary]
         analysis = run(path, settings, dets, progress=lambda f, what: progress(f, desc=what))
         return (*outputs(analysis, settings, dets), last_verdict(analysis, dets[0]))
