@@ -308,3 +308,17 @@ def test_check_dimensions_accepts_ordinary_sizes() -> None:
     assert check_dimensions(4000, 3000) == ""
     assert check_dimensions(1, 1) == ""
     assert "no pixels" in check_dimensions(0, 10)
+
+
+def test_no_orientation_tag_means_no_copy() -> None:
+    """exif_transpose copies the whole image even when there is nothing to turn (185 MB for 7000x7000): skipped."""
+    from udfd.media import _apply_orientation
+
+    im = PILImage.fromarray(np.zeros((40, 30, 3), np.uint8))
+    assert _apply_orientation(im, "x") is im
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif.tobytes())
+    turned = _apply_orientation(PILImage.open(io.BytesIO(buf.getvalue())), "x")
+    assert turned.size == (40, 30)
