@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from udfd.config import Settings
+from udfd.config import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, Settings
 from udfd.detectors.base import Detector
 from udfd.errors import UdfdError
 from udfd.pipeline import FaceScores, PreparedImage, image_verdict, score_faces
@@ -25,11 +25,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_WORKERS = 2
-# Faces per detector call. On 2 CPU cores the default's ONNX members cost about the same per face at batch 1 and 8
-# (benchmarks/results/bench_fast_new_members.json): there the gain is decoding and face detection overlapping the
-# detectors (benchmarks/results/batch_throughput.json); bigger batches help eager and GPU models.
-DEFAULT_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,13 @@ from udfd.errors import UdfdError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_MODELS = PROJECT_ROOT / "models"
 
+# Batching across files (udfd/batch.py), here so the CLI can show them without importing torch.
+DEFAULT_WORKERS = 2
+# Faces per detector call. On 2 CPU cores the default's ONNX members cost about the same per face at batch 1 and 8
+# (benchmarks/results/bench_fast_new_members.json): there the gain is decoding and face detection overlapping the
+# detectors (benchmarks/results/batch_throughput.json); bigger batches help eager and GPU models.
+DEFAULT_BATCH_SIZE = 16
+
 # Short names -> model references. Env `UDFD_MODEL_<NAME>` overrides one (e.g. UDFD_MODEL_VIT=hf-hub:org/repo).
 DEFAULT_MODELS: dict[str, str] = {
     "vit": f"local-dir:{EMBEDDED_MODELS / 'udfd-vit-tiny'}",

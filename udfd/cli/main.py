@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_batch_args(p: argparse.ArgumentParser) -> None:
-    from udfd.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+    from udfd.config import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                    help=f"threads that decode images and find faces (default {DEFAULT_WORKERS})")
