@@ -206,6 +206,30 @@ def _f(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
+def _fairness_lines(report: dict[str, Any]) -> list[str]:
+    fair = report.get("fairness")
+    if not fair:
+        return []
+    groups = sorted(fair["n"])
+    lines = ["## False positives on real faces by ethnicity (in-distribution test reals with a group label)", "",
+             "| model | " + " | ".join(f"{g} (n={fair['n'][g]})" for g in groups) + " | largest gap |",
+             "|---|" + "---:|" * (len(groups) + 1)]
+    for model, entry in fair.items():
+        if model != "n":
+            gap = (entry.get("fpr_gap") or {}).get("gap")
+            lines.append(f"| {model} | " + " | ".join(_f(entry["fpr"].get(g)) for g in groups) + f" | {_f(gap)} |")
+    return [*lines, "", "Groups are small: one face moves a rate by 1/n.", ""]
+
+
+def _chosen_by(report: dict[str, Any]) -> str:
+    sel = report.get("selection") or {}
+    if sel.get("max_fpr_gap") is None:
+        return "chosen by mean leave-one-source-out AUC among mean / val / nested / nested_pos"
+    tried = "; ".join(f"{r}: LOSO {_f(t['loso_mean'])}, FPR gap {_f(t['fpr_gap'])}" for r, t in sel["tried"].items())
+    return (f"the best mean leave-one-source-out AUC among the rules whose largest per-ethnicity false-positive-rate "
+            f"gap on the in-distribution test reals is at most {sel['max_fpr_gap']:g}, tried in LOSO order: {tried}")
+
+
 def card(report: dict[str, Any], *, name: str, version: str) -> str:
     table = report["loso"]
     folds = sorted({f for col in table.values() for f in col})
@@ -218,9 +242,9 @@ def card(report: dict[str, Any], *, name: str, version: str) -> str:
         "Each member's calibrated log-odds of *fake* are standardised and combined linearly; fake_prob = "
         "sigmoid(s / T). Weights, temperature and threshold are in `config.json` (JSON, no pickle), fitted by "
         "`training/fit_ensemble.py` from the members' score files.", "",
-        f"Combination rule: **{report['rule']}** (chosen by mean leave-one-source-out AUC among mean / val / "
-        "nested / nested_pos; see `udfd/evaluation/stacking.py`). Temperature "
-        f"{report['temperature']:.3f}, threshold {report['threshold']:.3f} (Youden on in-distribution val).", "",
+        f"Combination rule: **{report['rule']}** ({_chosen_by(report)}; see `udfd/evaluation/stacking.py`). "
+        f"Temperature {report['temperature']:.3f}, threshold {report['threshold']:.3f} (Youden on in-distribution "
+        "val).", "",
         "## Leave-one-source-out (held-out fake source vs a disjoint held-out real group; AUC)", "",
         "| fold | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols),
     ]
@@ -229,6 +253,7 @@ def card(report: dict[str, Any], *, name: str, version: str) -> str:
     lines.append("| **mean** | " + " | ".join(_f(report["loso_mean"][c]) for c in cols) + " |")
     lines += ["", f"In-distribution test AUC: ensemble {_f(report['in_dist_test_auc'])}; members "
               + ", ".join(f"{m} {_f(v)}" for m, v in report["in_dist_member_test_auc"].items()) + ".", "",
+              *_fairness_lines(report),
               "## Weights", "",
               "Standardised member weights " + ", ".join(f"{m} {w:+.3f}" for m, w in
                                                         zip(report["members"].values(), report["stack"]["weights"],

@@ -39,7 +39,7 @@ DEFAULT_MODELS: dict[str, str] = {
     "mesonet4_f2f": f"local-dir:{EMBEDDED_MODELS / 'udfd-mesonet4-f2f'}",
     "mesoinception_df": f"local-dir:{EMBEDDED_MODELS / 'udfd-mesoinception-df'}",
     "mesoinception_f2f": f"local-dir:{EMBEDDED_MODELS / 'udfd-mesoinception-f2f'}",
-    # Self-blended images (training/sbi.py, `--sbi only`); at chance on LOSO so far, see its card. Not a default.
+    # Self-blended images (training/sbi.py, `--sbi only`): a face-swap specialist, below chance on GANs (its card).
     "sbi_lite0": f"local-dir:{EMBEDDED_MODELS / 'udfd-sbi-lite0'}",
 }
 
