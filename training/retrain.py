@@ -52,7 +52,7 @@ FEEDBACK_SOURCE = "feedback"
 # Training options inherited from the parent's recorded configuration (the rest are set per run).
 INHERITED = ("family", "epochs", "batch_size", "lr", "weight_decay", "patience", "lr_patience", "lr_factor",
              "optimizer", "warmup_steps", "seed", "crop_size", "val_share", "test_share", "arch", "max_minutes",
-             "max_samples")
+             "max_samples", "init", "schedule")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
