@@ -7,6 +7,7 @@ Only drawing and Gradio wiring live here; every number comes from `udfd.pipeline
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from udfd.config import Settings
+from udfd.config import PROJECT_ROOT, Settings
 from udfd.detectors.base import Detector
 from udfd.errors import MediaError, UdfdError
 from udfd.feedback.store import new_record
@@ -37,6 +38,7 @@ VIDEO_WHAT_IS_STORED = (
     "the video itself is never stored."
 )
 GALLERY_FRAMES = 6
+EXAMPLE_CLIPS = PROJECT_ROOT / "examples"  # clips made by training/make_examples.py from the example photos
 LIP_TILES = 16
 
 
@@ -184,6 +186,7 @@ def build_video_tab(settings: Settings, available: dict[str, Detector], unavaila
     with gr.Row():
         with gr.Column():
             video_in = gr.Video(sources=["upload"], label="Video (mp4, avi, mov, webm, mkv)", elem_id="video-input")
+            examples = gr.Column(elem_id="video-examples")  # filled below, once the outputs exist
             primary = gr.Dropdown(choices=usable, value=default_primary, label="Detector that decides",
                                   info=("Unavailable: " + ", ".join(f"{k} ({v})" for k, v in missing.items()))
                                   if missing else None)
@@ -199,11 +202,48 @@ def build_video_tab(settings: Settings, available: dict[str, Detector], unavaila
     lips = gr.Image(label="Lip crops fed to lip_lstm (main face track)", interactive=False, format="png")
     verdict_json = gr.JSON(label="Verdict JSON")
     state = gr.State(None)  # the last verdict of this visitor, kept on the server for the feedback buttons
-    button.click(on_analyze, inputs=[video_in, primary, others],
-                 outputs=[overall, table, timeline, gallery, lips, verdict_json, notes, state],
+    tab_outputs = [overall, table, timeline, gallery, lips, verdict_json, notes, state]
+    button.click(on_analyze, inputs=[video_in, primary, others], outputs=tab_outputs,
                  api_name="analyze_video", preprocess=False)
+    if default_primary is not None:
+        with examples:
+            example_clips(video_in, tab_outputs, settings,
+                          [available[default_primary]] + [available[n] for n in wanted if n != default_primary])
     if flagging is not None:
         _flag_row(flagging, state, available)
+
+
+def example_clips(video_in: Any, tab_outputs: list[Any], settings: Settings,
+                  dets: Sequence[Detector]) -> gr.Examples | None:
+    """The example clips, analysed once at start-up with the default detectors (as the Image tab's examples), so
+    that a click answers at once. The click handler only looks the result up by file name: it never opens a path
+    sent by a client. A clip that cannot be analysed is left out, logged; None when no clip is left."""
+    files = sorted(EXAMPLE_CLIPS.glob("*.mp4")) if EXAMPLE_CLIPS.is_dir() else []
+    if not files:
+        return None
+    cached: dict[str, tuple[Any, ...]] = {}
+    t0 = time.perf_counter()
+    for f in files:
+        try:
+            analysis = run(str(f), settings, dets)
+            cached[f.name] = (*outputs(analysis, settings, dets), last_verdict(analysis, dets[0]))
+        except gr.Error as e:
+            log.warning("example clip %s could not be analysed: %s", f.name, e)
+    log.info("video examples analysed in %.1f s", time.perf_counter() - t0)
+
+    def show(path: str | None) -> tuple[Any, ...]:
+        hit = cached.get(Path(path or "").name)
+        if hit is None:
+            raise gr.Error("Not one of the example clips: click an example, or upload the video and press Analyse "
+                           "video.", print_exception=False)
+        return hit
+
+    kept = [f for f in files if f.name in cached]
+    if not kept:
+        return None
+    return gr.Examples(examples=[[str(f)] for f in kept], inputs=[video_in], outputs=tab_outputs, fn=show,
+                run_on_click=True, cache_examples=False, label=f"Example clips (analysed with {dets[0].name})",
+                example_labels=[f.stem.replace("_", " ") for f in kept])
 
 
 def last_verdict(analysis: VideoAnalysis, decider: Detector) -> dict[str, Any]:
