@@ -16,6 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 
 import gradio as gr  # noqa: E402
 
+from udfd.catalog import fallback_notice  # noqa: E402
 from udfd.config import Settings  # noqa: E402
 from udfd.detectors.base import Detector  # noqa: E402
 from udfd.fast import set_threads  # noqa: E402
@@ -67,6 +68,8 @@ def build_app(
         gr.Markdown(
             f"**Model unavailable, analysis is switched off:** {nothing}" if nothing else "", visible=bool(nothing)
         )
+        served_from = fallback_notice(all_detectors)  # e.g. the Hub was unreachable at start-up
+        gr.Markdown(served_from, visible=bool(served_from), elem_id="fallback-notice")
         with gr.Tab("Image"):
             flagging = build_image_tab(settings, available, unavailable, video_only)
         with gr.Tab("Video"):

@@ -4,6 +4,7 @@ its measured skill, read from the checkpoint's own config (`udfd.display`, `udfd
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,24 @@ def describe(name: str, detector: Any) -> DetectorInfo:
     family = getattr(detector, "family", "")
     summary = display.get("summary") or (f"{family} detector" if family else "")
     if getattr(detector, "fallback_reasons", ()):  # the loader fell back past a preferred (Hub) reference
-        summary += " (served from its embedded copy: the preferred reference could not be loaded)"
+        summary += f" (served from its embedded copy: {_fallback_note(detector)})"
     return DetectorInfo(name=name, title=display.get("title") or name.replace("_", " "), summary=summary,
                         skill=skill, card=card or display.get("card", ""))
+
+
+def _fallback_note(detector: Any) -> str:
+    return getattr(detector, "fallback_note", "") or "the preferred reference could not be loaded"
+
+
+def fallback_notice(detectors: Mapping[str, Any]) -> str:
+    """One line for the top of the app naming the detectors served from their embedded copy, and why ("" when
+    none is): e.g. a Space that could not reach the Hub at start-up. Names and plain reasons only, no paths."""
+    by_note: dict[str, list[str]] = {}
+    for name, det in detectors.items():
+        if getattr(det, "fallback_reasons", ()):
+            by_note.setdefault(_fallback_note(det), []).append(name)
+    if not by_note:
+        return ""
+    parts = [f"{', '.join(f'`{n}`' for n in names)}: {note} at start-up" for note, names in by_note.items()]
+    return ("**Served from the copies embedded in the app:** " + "; ".join(parts)
+            + ". Their scores come from those copies (see 'About the detectors').")

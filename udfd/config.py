@@ -121,6 +121,9 @@ class Settings:
     # Where exported ONNX graphs are kept between runs (UDFD_CACHE_DIR; "off" disables). `from_env` defaults it to
     # $XDG_CACHE_HOME/udfd or ~/.cache/udfd; empty (the dataclass default) exports in memory at every start.
     cache_dir: str = ""
+    # Seconds the Hugging Face Hub has to answer the first call about a Hub reference (UDFD_HUB_TIMEOUT); a Hub
+    # that does not is marked unreachable for 5 min and the loader falls back to the next reference (udfd/hub.py).
+    hub_timeout: float = 5.0
     device: str = "cpu"
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     concurrency: int = 2  # app: requests one endpoint runs at once (the rest wait in the queue)
@@ -179,6 +182,7 @@ class Settings:
             threads=int(env.get("UDFD_THREADS") or 0),
             fast=env.get("UDFD_FAST", base.fast).strip(),
             cache_dir=_cache_dir(env),
+            hub_timeout=float(env.get("UDFD_HUB_TIMEOUT") or base.hub_timeout),
             device=env.get("UDFD_DEVICE", base.device),
             feedback=FeedbackSettings(
                 dir=Path(env.get("UDFD_FEEDBACK_DIR") or base.feedback.dir),

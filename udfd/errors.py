@@ -22,3 +22,10 @@ class ModelRefError(UdfdError):
 
 class ModelUnavailableError(UdfdError):
     """A model cannot be loaded here (offline, missing folder, bad checkpoint)."""
+
+
+class HubUnreachableError(ModelUnavailableError):
+    """The Hugging Face Hub did not answer (offline mode, no network, a timeout) and the model is not cached.
+    `public` says so in plain words for a visitor, without paths."""
+
+    public = "the Hugging Face Hub was unreachable"

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from udfd.errors import ModelRefError, ModelUnavailableError
+from udfd.errors import HubUnreachableError, ModelRefError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 UDFD_KEY = "udfd"  # our metadata lives under this key in config.json, next to any transformers fields
+HUB_TIMEOUT = 5.0  # seconds the Hub has to answer the first call about a repo (Settings.hub_timeout)
+HUB_RETRY_AFTER = 300.0  # once unreachable, Hub references are served from the local cache this long, unasked
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,11 @@ def parse_refs(ref: str, *, short_names: dict[str, str] | None = None) -> list[M
 Downloader = Callable[..., str]
 
 
-def resolve(ref: ModelRef, *, download: Downloader | None = None, setting: str = "") -> Path:
+def resolve(ref: ModelRef, *, download: Downloader | None = None, setting: str = "",
+            timeout: float = HUB_TIMEOUT) -> Path:
     """Return a local folder holding the checkpoint, downloading from the Hub when needed.
 
-    `download` defaults to `huggingface_hub.snapshot_download` (injection point for tests).
+    `download` defaults to `hub_download` (bounded by `timeout`); it is the injection point for tests.
     `setting` names the configuration a user should change; it goes into error messages.
     """
     hint = f" Configure it with {setting}=local-dir:/path/to/checkpoint or hf-hub:org/repo." if setting else ""
@@ -91,19 +96,72 @@ def resolve(ref: ModelRef, *, download: Downloader | None = None, setting: str =
         if not (path / CONFIG_NAME).is_file():
             raise ModelUnavailableError(f"model folder {path} has no {CONFIG_NAME}.{hint}")
         return path
-    if download is None:
-        from huggingface_hub import snapshot_download
-
-        download = snapshot_download
     try:
+        if download is None:
+            return Path(hub_download(repo_id=ref.location, revision=ref.revision, timeout=timeout))
         return Path(download(repo_id=ref.location, revision=ref.revision))
     except Exception as e:  # huggingface_hub raises many types offline (LocalEntryNotFound, HTTP, OS errors)
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else f"{type(e).__name__}: {e}"
-        raise ModelUnavailableError(
+        error = HubUnreachableError if offline or isinstance(e, HubUnreachableError) else ModelUnavailableError
+        raise error(
             f"cannot load {ref} from the Hugging Face Hub ({why}). The Hub needs network access;"
             f" offline, download it elsewhere and point to the folder.{hint}"
         ) from e
+
+
+_down_lock = threading.Lock()
+_down_until = 0.0  # time.monotonic() until which the Hub counts as unreachable
+_down_why = ""
+
+
+def hub_down() -> str:
+    """Why the Hub counts as unreachable now ("" when it does not): set by `hub_download` for HUB_RETRY_AFTER s."""
+    with _down_lock:
+        return _down_why if time.monotonic() < _down_until else ""
+
+
+def _mark_down(why: str) -> None:
+    global _down_until, _down_why
+    with _down_lock:
+        _down_until, _down_why = time.monotonic() + HUB_RETRY_AFTER, why
+
+
+def reset_hub_state() -> None:
+    """Forget that the Hub was unreachable (the next Hub reference asks it again)."""
+    global _down_until, _down_why
+    with _down_lock:
+        _down_until, _down_why = 0.0, ""
+
+
+def hub_download(*, repo_id: str, revision: str | None, timeout: float = HUB_TIMEOUT) -> str:
+    """`snapshot_download`, bounded: the Hub has `timeout` seconds to answer the first call about the repo.
+
+    huggingface_hub waits without limit for that answer (its repo_info call has no timeout), so a Hub that accepts
+    connections and never answers would hang start-up. Here a silent, refused or offline Hub is marked unreachable
+    for HUB_RETRY_AFTER seconds: this and every later Hub reference are then served from the local cache only, at
+    once (or fail with HubUnreachableError), and the loader falls back to the next reference. Downloads themselves
+    stay bounded by huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT between bytes.
+    """
+    import httpx2
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    why = hub_down()
+    if not why:
+        try:
+            info = HfApi().repo_info(repo_id, revision=revision, timeout=timeout)
+            return snapshot_download(repo_id=repo_id, revision=info.sha or revision)
+        except (httpx2.ConnectError, httpx2.TimeoutException, OfflineModeIsEnabled) as e:
+            why = f"{type(e).__name__}: {e}" if not isinstance(e, httpx2.TimeoutException) else (
+                f"no answer within {timeout:g} s")
+            log.warning("the Hugging Face Hub is unreachable (%s): Hub references come from the local cache for the "
+                        "next %.0f s", why, HUB_RETRY_AFTER)
+            _mark_down(why)
+    try:
+        return snapshot_download(repo_id=repo_id, revision=revision, local_files_only=True)
+    except LocalEntryNotFoundError as e:
+        raise HubUnreachableError(f"the Hub is unreachable ({why}) and {repo_id} is not in the local cache") from e
 
 
 def read_config(folder: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 
 from udfd.config import Settings
 from udfd.detectors.base import Detector, family_for
-from udfd.errors import ModelUnavailableError, UdfdError
+from udfd.errors import HubUnreachableError, ModelUnavailableError, UdfdError
 from udfd.fast import AUTO, FastPathError, accelerate, mode_for, verify
 from udfd.hub import UDFD_KEY, ModelRef, model_version, parse_refs, read_config, resolve
 
@@ -35,6 +35,7 @@ def load_detector(
     settings = settings or Settings()
     refs = parse_refs(name_or_ref, short_names=settings.models)
     failures: list[str] = []
+    note = ""  # why the preferred reference did not serve, in plain words for a visitor
     for ref in refs:
         try:
             det = _load_ref(ref, name=_short_name(name_or_ref, settings), settings=settings, download=download)
@@ -42,12 +43,14 @@ def load_detector(
             if len(refs) == 1:
                 raise
             failures.append(f"{ref}: {e}")
+            note = note or (e.public if isinstance(e, HubUnreachableError) else "the preferred copy could not be loaded")
             continue
         if failures:
             log.warning("%s: loaded from %s after %d failed reference(s): %s", det.name, ref, len(failures),
                         "; ".join(failures))
         det.loaded_from = str(ref)  # which reference served, and why the preferred ones did not
         det.fallback_reasons = tuple(failures)
+        det.fallback_note = note
         return det
     raise ModelUnavailableError(f"{name_or_ref}: no reference could be loaded: " + "; ".join(failures))
 
@@ -61,7 +64,7 @@ def _load_ref(ref: ModelRef, *, name: str | None, settings: Settings, download: 
         if cached is None or cached[1] != stamp:
             if cached is not None:
                 log.info("%s changed version (%s -> %s): reloading", ref, cached[1], stamp)
-            _CACHE[key] = (_load_uncached(ref, name=name, download=download), stamp)
+            _CACHE[key] = (_load_uncached(ref, name=name, download=download, timeout=settings.hub_timeout), stamp)
         det = _CACHE[key][0]
         mode = mode_for(settings.fast, det.name, preferred=getattr(det, "preferred_fast", None))
         if mode is None or det.modality != "image":
@@ -120,9 +123,10 @@ def _short_name(name_or_ref: str, settings: Settings) -> str | None:
     return name_or_ref if name_or_ref in settings.models else None
 
 
-def _load_uncached(ref: ModelRef, *, name: str | None, download: Callable[..., str] | None) -> Detector:
+def _load_uncached(ref: ModelRef, *, name: str | None, download: Callable[..., str] | None,
+                   timeout: float) -> Detector:
     setting = f"UDFD_MODEL_{name.upper()}" if name else ""
-    folder = resolve(ref, download=download, setting=setting)
+    folder = resolve(ref, download=download, setting=setting, timeout=timeout)
     config = read_config(folder)
     cls = family_for(config)
     try:
