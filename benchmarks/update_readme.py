@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from udfd.bench.fast import fast_markdown
     from udfd.bench.side_by_side import side_by_side_markdown
+    from udfd.bench.vit_side_by_side import vit_side_by_side_markdown
     from udfd.cards import replace_marked_block
 
     readme = ROOT / "README.md"
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch-throughput": lambda: throughput_summary(_read("batch_throughput.json")),
         "cold-start": lambda: cold_start_summary(_read("cold_start.json")),
         "bench-side-by-side": lambda: side_by_side_markdown(_read("bench_side_by_side.json")),
+        "bench-side-by-side-vit-b16": lambda: vit_side_by_side_markdown(_read("bench_side_by_side_vit_b16.json")),
     }
     for name, render in renders.items():
         text = replace_marked_block(text, name, render(), heading=f"### {name}")

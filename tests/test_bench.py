@@ -140,3 +140,27 @@ def test_side_by_side_needs_a_timm_network(tiny_settings, bench_data: Path) -> N
 
     with pytest.raises(UdfdError, match="no timm network"):
         run_side_by_side(settings=tiny_settings, data=bench_data, n=2)
+
+
+def test_vit_side_by_side_structure(bench_data: Path) -> None:
+    """A tiny ViT in place of ViT-B/16: every path scores every file, the JSON says the weights are random, the
+    unmeasured checkpoint is served eager, and a checkpoint naming bf16 is served bf16 (verified at load)."""
+    from udfd.bench.vit_side_by_side import run_vit_side_by_side, vit_side_by_side_markdown
+    from udfd.config import Settings
+
+    arch = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 64}
+    result = run_vit_side_by_side(settings=Settings(), data=bench_data, n=4, arch=arch, modes=("bf16",))
+    json.dumps(result)
+    assert "RANDOM WEIGHTS" in result["weights"] and result["n_images"] == 4
+    assert set(result["rows"]) == {"eager_whole", "eager_faces", "default_bf16_whole", "default_bf16_faces",
+                                   "pipeline"}
+    assert result["loaded"]["as_saved"]["served_mode"] is None  # no udfd.fast in config.json: eager
+    assert result["loaded"]["default_bf16"]["served_mode"] in ("bf16", None)  # None: verification fell back
+    rows = result["rows"]
+    assert rows["eager_whole"]["flips"] == 0 and rows["eager_whole"]["max_abs_delta_fake_prob"] == 0.0
+    # our resize/normalise against the image processor's: same weights, so close (not equal: resampling differs)
+    assert rows["pipeline"]["max_abs_delta_fake_prob"] < 0.05
+    assert all(r["p50_ms"] > 0 and r["p90_ms"] >= r["p50_ms"] for r in rows.values())
+    assert result["target"]["fastest_kept_mode"] in ("bf16", None) and isinstance(result["target"]["met"], bool)
+    assert vit_side_by_side_markdown(result).count("\n| ") == 1 + len(rows)  # header + one line per row

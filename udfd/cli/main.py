@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--side-by-side", action="store_true",
                     help="the default detector: our default path vs eager fp32 vs a plain timm + torchvision script, "
                     "interleaved on the same files (bench_side_by_side.json)")
+    be.add_argument("--vit-b16", action="store_true",
+                    help="with --side-by-side: a ViT-B/16-sized model (random weights, built offline) instead: our "
+                    "default path, eager fp32 and transformers.pipeline (bench_side_by_side_vit_b16.json)")
     be.set_defaults(func=cmd_bench, detector=None)
 
     from udfd.cli.fairness import add_commands as add_fairness
@@ -287,6 +290,8 @@ def _loso_files(root: Path, fold_name: str, only: list[str] | None) -> list[str]
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.vit_b16 and not args.side_by_side:
+        raise UdfdError("--vit-b16 goes with --side-by-side (udfd bench --side-by-side --vit-b16)")
     if args.fast:
         from udfd.bench.fast import run_fast_bench
         from udfd.fast import FAST_MODES
@@ -303,6 +308,12 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             text = args.readme.read_text(encoding="utf-8")
             args.readme.write_text(replace_marked_block(text, "bench-fast", fast_markdown(result),
                                                         heading="### Faster inference paths"), encoding="utf-8")
+    elif args.side_by_side and args.vit_b16:
+        from udfd.bench.vit_side_by_side import run_vit_side_by_side, vit_side_by_side_markdown
+
+        result = run_vit_side_by_side(settings=settings, data=args.data, n=args.n)
+        result["command"] = "udfd " + shlex.join(args.argv)
+        result["table"] = vit_side_by_side_markdown(result)
     elif args.side_by_side:
         from udfd.bench.side_by_side import run_side_by_side, side_by_side_markdown
 
@@ -318,7 +329,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
         result = run_bench(settings=settings, data=args.data, n=args.n, include_vit_base=not args.no_vit_base,
                            include_families=not args.no_families)
-    default = ("bench_fast.json" if args.fast else "bench_side_by_side.json" if args.side_by_side
+    default = ("bench_fast.json" if args.fast else "bench_side_by_side_vit_b16.json" if args.side_by_side
+               and args.vit_b16 else "bench_side_by_side.json" if args.side_by_side
                else "bench_video.json" if args.video else "bench_image.json")
     out = args.out or Path("benchmarks/results") / default
     out.parent.mkdir(parents=True, exist_ok=True)
