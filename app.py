@@ -22,6 +22,7 @@ from udfd.detectors.base import Detector  # noqa: E402
 from udfd.fast import set_threads  # noqa: E402
 from udfd.memory import trim_periodically, tune_malloc  # noqa: E402
 from udfd.ui.compare import build_compare_tab  # noqa: E402
+from udfd.ui.glossary import explain, glossary_markdown  # noqa: E402
 from udfd.ui.image import analyze, build_image_tab, load_models, payload_file  # noqa: E402,F401  (analyze: API)
 from udfd.ui.malformed import StrictBlocks  # noqa: E402
 from udfd.ui.public import hide_paths  # noqa: E402
@@ -78,7 +79,9 @@ def build_app(
             video_reason = dict.fromkeys(video_only, "scores videos only: see the Video tab")
             build_compare_tab(available=available, unavailable=unavailable | video_reason, settings=settings,
                               read_upload=lambda p: payload_file(p, max_bytes=settings.max_file_bytes))
-        gr.Markdown(ABOUT)
+        gr.Markdown(explain(ABOUT))  # its jargon explained on hover, and all of it in the accordion below
+        with gr.Accordion("What the words mean", open=False, elem_id="glossary"):
+            gr.Markdown(glossary_markdown())
     return demo
 
 

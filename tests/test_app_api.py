@@ -85,7 +85,7 @@ def test_compare_lists_every_available_detector(client, picture: Path) -> None:
     names = sorted(IMAGE_FAMILIES)  # video families are listed as unavailable: they belong to the Video tab
     n_faces = len(verdict["faces"])
     assert sorted({row[1] for row in table["data"]}) == names and len(table["data"]) == len(names) * n_faces
-    assert table["headers"][:5] == ["face", "detector", "version", "fake_prob", "verdict"]
+    assert table["headers"][:5] == ["face", "detector", "version", "fake probability", "verdict"]
     assert {row["detector"] for row in verdict["comparison"]} == set(names)
     video_only = {name: "scores videos only: see the Video tab" for name, cls in families().items()
                   if cls.modality == "video"}

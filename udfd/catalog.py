@@ -1,10 +1,13 @@
 """What a visitor is told about each detector: a human name, one line on what it is and what it learnt from, and
-its measured skill, read from the checkpoint's own config (`udfd.display`, `udfd.loso_mean`). Pure.
+its measured skill, read from the checkpoint's own config (`udfd.display`, `udfd.loso_mean`), and where to read
+its model card: the Hub page when the detector has a Hub reference, else the card's own summary (`card_summary`,
+from the README.md that ships with the embedded copy). Pure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +25,17 @@ class DetectorInfo:
         return " — ".join(x for x in (f"**{self.title}**", self.summary, self.skill) if x)
 
 
-def describe(name: str, detector: Any) -> DetectorInfo:
-    """Read a loaded detector's display metadata (falls back to its family and name)."""
+def hub_card(refs: str | Sequence[str]) -> str:
+    """The Hub page of the first `hf-hub:org/repo[@rev]` among `refs` ("a | b" or a list), "" when there is none."""
+    items = refs.split("|") if isinstance(refs, str) else list(refs)
+    hub = next((r.strip() for r in items if r.strip().startswith("hf-hub:")), "")
+    return f"https://huggingface.co/{hub.removeprefix('hf-hub:').split('@')[0]}" if hub else ""
+
+
+def describe(name: str, detector: Any, *, configured: str | Sequence[str] = "") -> DetectorInfo:
+    """Read a loaded detector's display metadata (falls back to its family and name). `configured`: the references
+    the detector was configured with (Settings.models); a Hub one gives the card link even when the embedded copy
+    served (e.g. the Hub was unreachable at start-up, or the Space lists the published repo first)."""
     meta = getattr(detector, "meta", None) or {}
     display = meta.get("display", {}) if isinstance(meta, dict) else {}
     skill = display.get("skill", "")
@@ -31,7 +43,7 @@ def describe(name: str, detector: Any) -> DetectorInfo:
     if not skill and isinstance(loso, int | float):
         skill = f"mean AUC on held-out sources {loso:.2f}"
     ref = str(getattr(detector, "loaded_from", "") or "")
-    card = f"https://huggingface.co/{ref.removeprefix('hf-hub:').split('@')[0]}" if ref.startswith("hf-hub:") else ""
+    card = hub_card([ref]) or hub_card(configured)
     family = getattr(detector, "family", "")
     summary = display.get("summary") or (f"{family} detector" if family else "")
     if getattr(detector, "fallback_reasons", ()):  # the loader fell back past a preferred (Hub) reference
@@ -56,3 +68,31 @@ def fallback_notice(detectors: Mapping[str, Any]) -> str:
     parts = [f"{', '.join(f'`{n}`' for n in names)}: {note} at start-up" for note, names in by_note.items()]
     return ("**Served from the copies embedded in the app:** " + "; ".join(parts)
             + ". Their scores come from those copies (see 'About the detectors').")
+
+
+_FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+SUMMARY_SECTIONS = ("Intended use and limitations", "Intended use", "Limitations", "Limits", "Status")
+
+
+def card_summary(text: str) -> str:
+    """The part of a model card (README.md) a visitor reads first, as Markdown: the paragraph under its title and
+    its intended-use and limitations sections (SUMMARY_SECTIONS); "" when the card has none of them. Tables,
+    metadata and the other sections stay in the full card."""
+    body = _COMMENT.sub("", _FRONT_MATTER.sub("", text.replace("\r\n", "\n")))
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in body.split("\n"):
+        heading = re.match(r"^(#{1,2})\s+(.*)$", line)
+        if heading:
+            current = "" if heading.group(1) == "#" and "" not in sections else heading.group(2).strip()
+            sections.setdefault(current, [])
+        elif current is not None:
+            sections[current].append(line)
+    intro = "\n".join(sections.get("", [])).strip().split("\n\n")[0].strip()
+    parts = [intro] if intro and not intro.startswith("|") else []
+    for title in SUMMARY_SECTIONS:
+        kept = "\n".join(sections.get(title, [])).strip()
+        if kept:
+            parts.append(f"**{title}**\n\n{kept}")
+    return "\n\n".join(parts)

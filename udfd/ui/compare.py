@@ -26,6 +26,7 @@ from udfd.pipeline import compare_image
 from udfd.provenance import read_provenance
 from udfd.types import Heatmap, Image, Verdict
 from udfd.ui.evidence import evidence_markdown
+from udfd.ui.glossary import key
 from udfd.ui.public import failed, unreadable, visible
 
 AUTO = "auto"
@@ -34,7 +35,8 @@ EXPLAIN_INFO = (
     "CNNs only: on a ViT it is not meaningful (it only sees the patch-embedding bias), so ViTs use "
     "Grad-CAM or EigenCAM on the last block's tokens."
 )
-COMPARE_HEADERS = ["face", "detector", "version", "fake_prob", "verdict", "threshold", "latency ms"]
+# Plain words (the Verdict JSON keeps its field names: fake_prob, latency_ms); udfd/ui/glossary.py explains them.
+COMPARE_HEADERS = ["face", "detector", "version", "fake probability", "verdict", "threshold", "time (ms)"]
 COMPARE_INTRO = (
     "Runs **every available detector** on every face of one upload: their scores side by side, "
     "their heat-maps (each detector's default method), and how far they agree. The overall verdict "
@@ -105,7 +107,7 @@ def comparison_bars(comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "detector": [r.detector for r in comparison.rows],
-            "fake_prob": [r.fake_prob for r in comparison.rows],
+            "fake probability": [r.fake_prob for r in comparison.rows],
             "face": [f"face {r.face}" for r in comparison.rows],
         }
     )
@@ -136,11 +138,13 @@ def build_compare_tab(
             heat = gr.Checkbox(value=True, label="Heat-maps", info=EXPLAIN_INFO)
             button = gr.Button("Compare all detectors", variant="primary", interactive=bool(available))
         with gr.Column():
-            bars = gr.BarPlot(x="detector", y="fake_prob", color="face", y_lim=[0, 1], label="fake_prob by detector")
+            bars = gr.BarPlot(x="detector", y="fake probability", color="face", y_lim=[0, 1],
+                              label="Fake probability by detector")
             summary = gr.Markdown(elem_id="compare-summary")
     table = gr.Dataframe(
         headers=COMPARE_HEADERS, label="Every detector on every face", interactive=False, elem_id="compare-table"
     )
+    gr.Markdown(key(["fake probability", "threshold"]), elem_classes="table-key")
     gallery = gr.Gallery(label="Heat-maps side by side", columns=max(1, len(available)), height="auto")
     verdict_json = gr.JSON(label="Verdict JSON with the comparison")
 

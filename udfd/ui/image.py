@@ -25,17 +25,20 @@ from udfd.pipeline import analyze_image, load_detectors
 from udfd.plain import sentence
 from udfd.provenance import read_provenance
 from udfd.types import Heatmap, Verdict
+from udfd.ui.about import build_about
 from udfd.ui.compare import explanation_views, method_dropdown, method_update
 from udfd.ui.draw import draw_verdict
 from udfd.ui.evidence import evidence_markdown
 from udfd.ui.feedback import feedback_row
-from udfd.ui.public import failed, hide_paths, unreadable, visible
+from udfd.ui.glossary import key
+from udfd.ui.public import failed, unreadable, visible
 from udfd.ui.report import FileFacts, gather, write_report
 from udfd.ui.uploads import read_upload
 
 log = logging.getLogger("udfd.app")
 
-TABLE_HEADERS = ["face", "box (x0, y0, x1, y1)", "scores", "verdict", "fake_prob", "uncertain", "face found"]
+# Plain words (the Verdict JSON keeps fake_prob, uncertain); udfd/ui/glossary.py explains them on hover.
+TABLE_HEADERS = ["face", "box (x0, y0, x1, y1)", "scores", "verdict", "fake probability", "cannot tell", "face found"]
 EXAMPLES = PROJECT_ROOT / "examples"  # FairFace photos and a face swap made by training/make_examples.py
 
 def load_models(settings: Settings) -> tuple[dict[str, Detector], dict[str, str]]:
@@ -198,9 +201,7 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
         return analyze(path, settings, [current_detector(name, available[name], settings=settings)], data=data,
                        explain=(method or "auto") if explain else None)
 
-    infos = {name: describe(name, det) for name, det in available.items()}
-    about = "\n".join(f"- {infos[n].line}" for n in available) + "".join(
-        f"\n- **{n}** — unavailable: {hide_paths(r)}" for n, r in unavailable.items())
+    infos = {name: describe(name, det, configured=settings.models.get(name, "")) for name, det in available.items()}
     with gr.Row():
         with gr.Column():
             image_in = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", label="Image",
@@ -227,13 +228,15 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
             report = gr.File(label="Evidence report (one HTML page with the image, scores and file hash, to attach "
                              "to a fact-check)", interactive=False, elem_id="report")
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Per face", interactive=False, elem_id="face-table")
+    gr.Markdown(key(["box", "scores", "fake probability", "threshold", "cannot tell", "face found"]),
+                elem_classes="table-key", elem_id="face-table-key")
     notes = gr.Markdown()
     recon = gr.Gallery(label="Explanation (heat-maps when 'Explain' is on) and reconstruction view "
                        "(anomaly detectors such as ocvae)", columns=4, height="auto")
     with gr.Accordion("Verdict JSON", open=False):
         verdict_json = gr.JSON(label="Verdict JSON")
     with gr.Accordion("About the detectors", open=False):
-        gr.Markdown(about or "No detector is available.")
+        build_about(infos, available, unavailable)
     outputs = [annotated, overall, table, verdict_json, notes, recon, said, report]
     # preprocess=False: the upload reaches udfd.media untouched, so that bad files get udfd's clear
     # errors (Gradio's own preprocessing would open them with every Pillow plugin and fail opaquely).

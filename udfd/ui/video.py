@@ -24,13 +24,15 @@ from udfd.feedback.store import new_record
 from udfd.pipeline import VideoAnalysis, run_video
 from udfd.ui.evidence import evidence_markdown
 from udfd.ui.feedback import CHOICES, StoreFlaggingCallback
+from udfd.ui.glossary import key
 from udfd.ui.public import failed, hide_paths, unreadable, visible
 from udfd.ui.style import COLOURS, box_text
 from udfd.ui.uploads import read_upload
 
 log = logging.getLogger(__name__)
 
-TABLE_HEADERS = ["detector", "version", "video fake_prob", "verdict", "frame mean", "frame max", "kind"]
+# Plain words (the Verdict JSON keeps fake_prob); udfd/ui/glossary.py explains them on hover.
+TABLE_HEADERS = ["detector", "version", "video fake probability", "verdict", "frame mean", "frame max", "kind"]
 VIDEO_WHAT_IS_STORED = (
     "**Feedback.** Tell us whether the video's verdict is right. We store your answer with the SHA-256 hash of the "
     "video, the models' scores and versions, and our protector's check of the answer. One face crop (the decisive "
@@ -82,7 +84,7 @@ def timeline_figure(analysis: VideoAnalysis) -> Any:
         if name not in summary.frame_scores and "score" in scores:  # sequence detectors: one value per video
             top.axhline(scores["score"], linestyle="--", linewidth=1.2, label=f"{name} (whole track)", color="k")
     top.set_ylim(0, 1)
-    top.set_ylabel("fake_prob")
+    top.set_ylabel("fake probability")
     top.legend(loc="upper right", fontsize=8)
     top.grid(alpha=0.3)
     all_t = np.arange(len(analysis.sample.magnitudes)) / fps
@@ -196,6 +198,8 @@ def build_video_tab(settings: Settings, available: dict[str, Detector], unavaila
             overall = gr.Label(label="Video verdict (most-fake face track, at the deciding detector's threshold)",
                              elem_id="video-verdict")
             table = gr.Dataframe(headers=TABLE_HEADERS, label="Per detector", interactive=False)
+            gr.Markdown(key(["fake probability", "threshold", "cannot tell", "face track", "frame mean",
+                             "frame max"]), elem_classes="table-key")
     notes = gr.Markdown(elem_id="video-notes")
     timeline = gr.Plot(label="Scores over time (used frames) and motion")
     gallery = gr.Gallery(label="Most suspicious frames", columns=3, height="auto")
