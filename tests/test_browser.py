@@ -94,6 +94,12 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             face_row = page.locator("#face-table [role=row][data-index]").first
             sync_api.expect(face_row).to_contain_text(re.compile(r"\b[01]\.\d{2,4}\b"))
             verdict = label.inner_text().strip().split()[0]
+            # The table's words are explained on hover (<abbr title>), and all of them in the glossary accordion.
+            tips = page.locator("#face-table-key abbr[title]")
+            sync_api.expect(tips.first).to_be_visible()
+            tip_words = [tips.nth(i).inner_text() for i in range(tips.count())]
+            page.get_by_text("What the words mean", exact=True).first.click()
+            sync_api.expect(page.locator("#glossary").get_by_text("leave-one-source-out").first).to_be_visible()
             # The plain-language verdict comes first, in words.
             sync_api.expect(page.locator("#verdict-sentence")).to_contain_text(
                 re.compile(r"Likely manipulated|Cannot tell|No sign of manipulation"))
@@ -145,6 +151,15 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
                                                       timeout=WAIT_MS)
             sync_api.expect(page.locator("#video-notes")).to_contain_text("frames decoded", timeout=WAIT_MS)
             page.screenshot(path=str(ARTIFACTS / "video_tab.png"), full_page=True)
+            # An example clip answers from the start-up cache, and the browser can play it (VP9 in MP4).
+            page.locator("#video-examples").get_by_text("real fairface 0098 zoom").first.click()
+            sync_api.expect(page.locator("#video-notes")).to_contain_text("45 frames decoded", timeout=WAIT_MS)
+            sync_api.expect(video_label).to_have_text(re.compile(r"^\s*(fake|real)( \(uncertain\))?\s*$"))
+            player = page.locator("#video-input video").first
+            sync_api.expect(player).to_have_attribute("src", re.compile(r"\S"), timeout=WAIT_MS)
+            page.wait_for_function("v => v.readyState >= 1 && v.videoWidth > 0", arg=player.element_handle(),
+                                   timeout=WAIT_MS)
+            clip_width = player.evaluate("v => v.videoWidth")
         finally:
             browser.close()
     assert verdict in {"fake", "real"}
@@ -156,5 +171,7 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
     assert hashlib.sha256(EXAMPLE.read_bytes()).hexdigest() in report
     assert phone_width <= 400, f"the page scrolls sideways at phone width ({phone_width} px)"
     assert names == sorted(available)
+    assert {"fake probability", "threshold", "cannot tell"} <= set(tip_words), tip_words
+    assert clip_width == 320
     with capsys.disabled():
         print(f"\nbrowser screenshots: {shot}, {ARTIFACTS / 'image_tab.png'} and {ARTIFACTS / 'video_tab.png'}")
