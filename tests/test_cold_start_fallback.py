@@ -136,6 +136,43 @@ def test_a_failing_hfapi_falls_back(online_hub, monkeypatch: pytest.MonkeyPatch,
     _assert_says_so(settings, *_load_within(settings), tmp_path)
 
 
+def test_a_hub_that_answers_is_not_marked_unreachable(online_hub, tmp_path: Path, tiny_vit_dir: Path) -> None:
+    """A Hub that answers 404 (the repo is not published yet) is reachable: the detector falls back with the
+    generic reason, and the next Hub reference asks the Hub again."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from udfd.hub import hub_down
+
+    asked: list[str] = []
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            asked.append(self.path)
+            body = b'{"error": "Repository not found"}'
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    online_hub(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        settings = _hub_first(tmp_path, tiny_vit_dir, names=("vit", "vit_b"))
+        available, unavailable = _load_within(settings)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert set(available) == {"vit", "vit_b"} and not unavailable and hub_down() == ""
+    assert {d.fallback_note for d in available.values()} == {"the preferred copy could not be loaded"}
+    assert any("udfd-vit_b" in p for p in asked), "the second reference did not ask the Hub"
+
+
 def test_the_notice_is_empty_when_every_detector_came_from_its_first_reference() -> None:
     class Det:
         fallback_reasons: tuple[str, ...] = ()

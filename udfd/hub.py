@@ -145,13 +145,15 @@ def hub_download(*, repo_id: str, revision: str | None, timeout: float = HUB_TIM
     """
     import httpx2
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     why = hub_down()
     if not why:
         try:
             sha = _ask_hub(repo_id, revision, timeout=timeout)
             return snapshot_download(repo_id=repo_id, revision=sha or revision)
+        except HfHubHTTPError:  # the Hub answered (404, 401, 5xx): huggingface_hub's own handling, cache included
+            return snapshot_download(repo_id=repo_id, revision=revision)
         except (httpx2.ConnectError, httpx2.TimeoutException, OfflineModeIsEnabled, TimeoutError) as e:
             silent = isinstance(e, httpx2.TimeoutException | TimeoutError)
             why = f"no answer within {timeout:g} s" if silent else f"{type(e).__name__}: {e}"
