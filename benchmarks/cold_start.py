@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_test import HOST, ROOT, free_port  # noqa: E402
+from load_test import HOST, ROOT, free_port, stop_server  # noqa: E402
 from memory_requests import _call, _upload  # noqa: E402
 
 log = logging.getLogger("cold_start")
@@ -87,11 +87,7 @@ def one_run(kind: str, cache_dir: Path, *, detector: str, timeout: float, env_ex
             after = [_try_analyze(url, data, detector)[1] for _ in range(2)]
             notice = _notice(url)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
     text = log_file.read_text(errors="replace")
     return {"kind": kind, "first_answer_s": round(first[0], 2), "first_request_s": round(first[1], 3),
             "next_requests_s": [round(x, 3) for x in after],

@@ -84,6 +84,15 @@ def wait_until_up(url: str, proc: subprocess.Popen, deadline: float, server_log:
     raise SystemExit(f"the app did not answer on {url} within {deadline:.0f} s")
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """Terminate the launched app; kill it when it has not exited within 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def peak_rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -138,11 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wall = time.perf_counter() - t_start
             peak = peak_rss_mb(proc.pid)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
     if not any(r["error"] for r in results):
         log_file.unlink(missing_ok=True)  # kept next to the JSON when a request failed
     lat = np.array([r["latency_s"] for r in results])

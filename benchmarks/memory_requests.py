@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_test import HOST, ROOT, free_port, peak_rss_mb, sample_files, wait_until_up  # noqa: E402
+from load_test import HOST, ROOT, free_port, peak_rss_mb, sample_files, stop_server, wait_until_up  # noqa: E402
 
 log = logging.getLogger("memory_requests")
 DATA = ROOT.parent / "shared" / "data"
@@ -217,11 +217,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             mem["vmhwm_mib"] = peak_rss_mb(proc.pid) or 0.0
             sampler.stop()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
     total_s = time.perf_counter() - t_launch
     outcomes = Counter((r["kind"], r["outcome"]) for r in results)
     unexpected = [r for r in results if (r["outcome"] != "ok") != (r["kind"] == "bad") and r["file"] != "cut.mp4"]
