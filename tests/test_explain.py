@@ -96,6 +96,64 @@ def test_gradcam_map_changes_with_the_target_class(family: str) -> None:
     assert max(float(np.abs(f.values - r.values).mean()) for f, r in zip(fake, real, strict=True)) > 0.05
 
 
+def _library_gradcam(target, batch: torch.Tensor, class_index: int) -> np.ndarray:
+    """pytorch-grad-cam's GradCAM, run the way run_cam runs the library's other methods."""
+    from pytorch_grad_cam import GradCAM
+
+    from udfd.explain import LogOdds, _Logits
+
+    cam = GradCAM(model=_Logits(target.model), target_layers=list(target.layers),
+                  reshape_transform=target.reshape_transform)
+    x = batch.detach().clone().float().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            return np.clip(cam(input_tensor=x, targets=[LogOdds(class_index)] * len(x)), 0, 1)
+    finally:
+        cam.activations_and_grads.release()
+
+
+# The tiny random timm network gives all-zero Grad-CAM maps (the library's too): its real checkpoint is tested below.
+GRADCAM_FAMILIES = sorted({fam for fam, m in CASES if m == "gradcam"} - {"timm"})
+
+
+@pytest.mark.parametrize("family", GRADCAM_FAMILIES)
+@pytest.mark.parametrize("class_index", [0, 1])
+def test_gradcam_gives_the_maps_of_pytorch_grad_cam(family: str, class_index: int) -> None:
+    # udfd computes Grad-CAM itself, so that the default heat-map does not import pytorch-grad-cam (scikit-learn
+    # and SciPy behind it): the same maps as the library's GradCAM.
+    target = _tiny(family).explain_target()
+    batch = _tiny(family).preprocess(_crops()[0])
+    ours = run_cam(target.model, target.layers, batch, method="gradcam", class_index=class_index,
+                   reshape_transform=target.reshape_transform)
+    theirs = _library_gradcam(target, batch, class_index)
+    assert ours.shape == theirs.shape == (len(batch), *batch.shape[-2:])
+    assert ours.max() > 0.5, "a non-trivial map"
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    assert _hooks(target.model) == 0
+
+
+def test_the_default_heatmap_is_the_library_gradcam_of_the_shipped_ensemble() -> None:
+    # The app's default detector (the embedded ensemble, eager: no ONNX export here) on an example face.
+    from PIL import Image
+
+    from udfd.config import PROJECT_ROOT, Settings
+    from udfd.loader import load_detector
+
+    det = load_detector("ensemble", settings=Settings(fast="off"))
+    assert explain_methods(det)[0] == "gradcam"
+    crops = [np.asarray(Image.open(PROJECT_ROOT / "examples" / name).convert("RGB"))
+             for name in ("real_fairface_0098.jpg", "fake_faceswap_fairface_0175_on_0085.jpg")]
+    target, batch = det.explain_target(), det.preprocess(crops)
+    peaks = []
+    for class_index in (0, 1):
+        ours = run_cam(target.model, target.layers, batch, method="gradcam", class_index=class_index,
+                       reshape_transform=target.reshape_transform)
+        np.testing.assert_allclose(ours, _library_gradcam(target, batch, class_index), atol=1e-5)
+        peaks.append(ours.max(axis=(1, 2)))
+    # A class with no positive evidence anywhere gives an all-zero map (the ReLU); one of the two always has some.
+    assert (np.max(peaks, axis=0) > 0.5).all(), "non-trivial maps"
+
+
 def test_fullgrad_is_class_agnostic_by_construction() -> None:
     # FullGrad sums absolute contributions: the log-odds of either class give the same map (documented).
     det = _tiny("cnn")

@@ -6,6 +6,8 @@ Pure compute: tensors / arrays / dataclasses in, `Heatmap`s and RGB arrays out. 
 - `fullgrad` (FullGrad, the UDFD report's choice; default on CNNs): input-gradient × input plus bias-gradient ×
   bias over every 2-D conv / batch-norm layer. Not offered on a ViT: its only 2-D biases are the patch embedding's.
 - `gradcam` (Grad-CAM) on the declared layer; with the ViT's reshape transform the tokens become a patch grid.
+  Computed here (`grad_cam`, the same maps as pytorch-grad-cam's); the other two run pytorch-grad-cam, imported
+  only when they are asked for.
 - `eigencam` (EigenCAM): first principal component of the layer's activations (class-agnostic, no gradients).
 - `error`: per-pixel reconstruction error, for detectors that reconstruct their input (one-class VAE).
 
@@ -28,6 +30,7 @@ from udfd.faces import verdict_boxes
 from udfd.heatmaps import colorize, fft_error_spectrum  # noqa: F401  (re-exported)
 from udfd.types import Heatmap, Verdict
 
+CAM_METHODS = ("eigencam", "fullgrad", "gradcam")
 METHOD_LABELS: dict[str, str] = {
     "fullgrad": "FullGrad",
     "gradcam": "Grad-CAM",
@@ -140,14 +143,19 @@ def run_cam(
     class_index: int,
     reshape_transform=None,
 ) -> np.ndarray:
-    """Run one pytorch-grad-cam method on `model` itself; its hooks are removed even when it fails."""
-    from pytorch_grad_cam import EigenCAM, GradCAM
+    """Run one CAM method on `model` itself (Grad-CAM: `grad_cam`; EigenCAM and FullGrad: pytorch-grad-cam); its
+    hooks are removed even when it fails."""
+    if method not in CAM_METHODS:
+        raise ExplainError(f"unknown CAM method {method!r}; known: {sorted(CAM_METHODS)}")
+    if method == "gradcam":
+        maps = grad_cam(model, layers, batch, class_index=class_index, reshape_transform=reshape_transform)
+        return np.clip(np.nan_to_num(maps, nan=0.0), 0.0, 1.0)
+    # Imported here, for the methods that need it: pytorch-grad-cam's base class imports scikit-learn and SciPy.
+    from pytorch_grad_cam import EigenCAM
 
-    classes = {"gradcam": GradCAM, "eigencam": EigenCAM, "fullgrad": _fullgrad_class()}
-    if method not in classes:
-        raise ExplainError(f"unknown CAM method {method!r}; known: {sorted(classes)}")
+    cls = EigenCAM if method == "eigencam" else _fullgrad_class()
     wrapped = _Logits(model)
-    cam = classes[method](model=wrapped, target_layers=list(layers), reshape_transform=reshape_transform)
+    cam = cls(model=wrapped, target_layers=list(layers), reshape_transform=reshape_transform)
     # A fresh leaf that needs gradients: the caller's batch is untouched, and gradients reach the hooked layers
     # even when the network's parameters are frozen.
     x = batch.detach().clone().float().requires_grad_(True)
@@ -160,6 +168,70 @@ def run_cam(
         cam.outputs = None
         wrapped.zero_grad(set_to_none=True)
     return np.clip(np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0), 0.0, 1.0)
+
+
+def grad_cam(
+    model: torch.nn.Module,
+    layers: Sequence[torch.nn.Module],
+    batch: torch.Tensor,
+    *,
+    class_index: int,
+    reshape_transform=None,
+) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al. 2017) of the log-odds of `class_index`: (B, H, W) maps in [0, 1] at the batch's
+    size, averaged over `layers`.
+
+    The same computation as pytorch-grad-cam's GradCAM (tests/test_explain.py compares the maps), done here because
+    the app's default heat-map is a Grad-CAM and importing that package costs ~70 MB resident (its base class
+    imports scikit-learn and SciPy for methods the app does not run by default).
+    """
+    shape = reshape_transform or (lambda t: t)
+    activations: dict[int, torch.Tensor] = {}
+    gradients: dict[int, torch.Tensor] = {}
+
+    def saver(i: int):
+        def save(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            activations[i] = shape(output).detach()
+            if output.requires_grad:
+                output.register_hook(lambda grad: gradients.__setitem__(i, shape(grad).detach()))
+
+        return save
+
+    wrapped = _Logits(model).eval()  # as pytorch-grad-cam does
+    handles = [layer.register_forward_hook(saver(i)) for i, layer in enumerate(layers)]
+    # A fresh leaf that needs gradients: as in run_cam.
+    x = batch.detach().clone().float().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            target = LogOdds(class_index)
+            sum(target(row) for row in wrapped(x)).backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+        wrapped.zero_grad(set_to_none=True)
+    size = (x.shape[-1], x.shape[-2])  # (W, H) for cv2
+    per_layer = []
+    for i, layer in enumerate(layers):
+        if i not in gradients or activations[i].ndim != 4:
+            raise ExplainError(f"explanation layer {type(layer).__name__} gave no (B, C, h, w) activation with a "
+                               "gradient")
+        acts = activations[i].cpu().numpy()
+        weights = gradients[i].cpu().numpy().mean(axis=(2, 3))
+        cam = np.maximum((weights[:, :, None, None] * acts).sum(axis=1), 0)
+        per_layer.append(_unit_maps(cam, size))
+    return _unit_maps(np.maximum(np.stack(per_layer, axis=1), 0).mean(axis=1))
+
+
+def _unit_maps(maps: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Each map shifted to 0, scaled to max 1 and resized to `size` (W, H): pytorch-grad-cam's scale_cam_image."""
+    import cv2
+
+    out = []
+    for m in maps:
+        m = m - np.min(m)
+        m = m / (1e-7 + np.max(m))
+        out.append(cv2.resize(np.float32(m), size) if size else m)
+    return np.float32(out)
 
 
 class LogOdds:
