@@ -14,13 +14,24 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see README "Speed"
 
+# Optional packages that a dependency imports whenever they are installed and that the server never uses (README
+# "Memory and cold start"): Triton, the GPU kernel compiler (75 MB resident; torch._dynamo imports it, and
+# torchvision imports torch._dynamo), as with torch's CPU wheel, which has no Triton: the app runs its models on the
+# CPU; PyArrow (35 MB; pandas, imported by Gradio, imports it): only `udfd scan` writes Parquet. Kept out only when
+# this file runs as the server, before Gradio is imported; a process that imports it (the tests) keeps them.
+UNUSED_PACKAGES = ("triton", "pyarrow")
+if __name__ == "__main__":
+    from udfd.memory import keep_out
+
+    keep_out(*UNUSED_PACKAGES)
+
 import gradio as gr  # noqa: E402
 
 from udfd.catalog import fallback_notice  # noqa: E402
 from udfd.config import Settings  # noqa: E402
 from udfd.detectors.base import Detector  # noqa: E402
 from udfd.fast import set_threads  # noqa: E402
-from udfd.memory import trim_periodically, tune_malloc  # noqa: E402
+from udfd.memory import release_memory, trim_periodically, tune_malloc  # noqa: E402
 from udfd.ui.compare import build_compare_tab  # noqa: E402
 from udfd.ui.glossary import explain, glossary_markdown  # noqa: E402
 from udfd.ui.image import analyze, build_image_tab, load_models, payload_file  # noqa: E402,F401  (analyze: API)
@@ -124,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings.from_env()
     set_threads(settings.threads)
     demo = build_app(settings)
+    release_memory()  # what loading and the examples freed goes back before the first visitor (README "Memory")
     # Every endpoint runs at most `concurrency` requests at once; at most `queue_size` wait (UDFD_CONCURRENCY,
     # UDFD_QUEUE_SIZE). Bounded memory: one model copy per process, at most `concurrency` batches in flight.
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)

@@ -40,3 +40,23 @@ def test_tune_malloc_applies_and_the_trimmer_runs_in_the_background():
     assert thread is not None and thread.daemon and thread.is_alive()
     release_memory()  # callable at any time
     assert trim_periodically(0) is None
+
+
+_KEEP_OUT = """
+import json, sys
+from udfd.memory import keep_out
+import json as already
+kept = keep_out("colorsys", "json")  # colorsys: not imported yet; json: already imported, stays
+try:
+    import colorsys
+    refused = False
+except ModuleNotFoundError:
+    refused = True
+import json
+print(json.dumps({"kept": kept, "refused": refused, "json_works": json.loads("[1]") == [1]}))
+"""
+
+
+def test_keep_out_refuses_a_later_import_and_leaves_an_imported_module():
+    out = subprocess.run([sys.executable, "-c", _KEEP_OUT], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip().splitlines()[-1] == '{"kept": ["colorsys"], "refused": true, "json_works": true}'

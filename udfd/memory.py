@@ -5,7 +5,8 @@ photo, annotated copy or report buffer comes from the heap and its pages stay wi
 request: the server's RSS then creeps up with every large image. A fixed threshold keeps such buffers in their own
 mappings (returned on free), and a few arenas instead of eight per core bound the fragmentation of many threads;
 what still fragments the heap is handed back by a periodic `malloc_trim` (`trim_periodically`). Measured in
-benchmarks/results/memory_requests.json (with) and memory_requests_before.json (without).
+benchmarks/results/memory_requests.json (with) and memory_requests_before.json (without). `keep_out` stops a
+dependency from importing an optional package the process never uses (the app: Triton, PyArrow).
 """
 
 from __future__ import annotations
@@ -76,3 +77,17 @@ def trim_periodically(interval_s: float = 10.0) -> threading.Thread | None:
     thread = threading.Thread(target=loop, name="udfd-malloc-trim", daemon=True)
     thread.start()
     return thread
+
+
+def keep_out(*packages: str) -> list[str]:
+    """Make `import <package>` raise ModuleNotFoundError in this process (Python's rule for a None entry in
+    `sys.modules`), for an optional package that a dependency imports whenever it is installed although this
+    process never uses it. Returns the packages kept out; one already imported stays as it is (logged)."""
+    kept = []
+    for name in packages:
+        if sys.modules.get(name) is not None:
+            log.warning("%s is already imported: it stays loaded", name)
+            continue
+        sys.modules[name] = None  # type: ignore[assignment]
+        kept.append(name)
+    return kept
