@@ -19,7 +19,7 @@ from udfd.loader import clear_cache, load_detector
 IMAGE_FAMILIES = sorted(name for name, cls in families().items() if cls.modality == "image")
 # clip: open_clip's fused attention; ensemble: antialiased resizing of each member's view (no ONNX op at opset 17;
 # its members run their own fast paths instead)
-NOT_EXPORTABLE = {("clip", "onnx"), ("ensemble", "onnx")}
+NOT_EXPORTABLE = {(family, mode) for family in ("clip", "ensemble") for mode in ("onnx", "onnx_int8")}
 CROPS = [np.random.default_rng(i).integers(0, 256, (40 + 8 * i, 36 + 4 * i, 3), dtype=np.uint8) for i in range(5)]
 
 
@@ -47,7 +47,8 @@ def _modes() -> list:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
-        modes[modes.index("onnx")] = pytest.param("onnx", marks=pytest.mark.skip(reason="onnx/onnxruntime missing"))
+        for mode in ("onnx", "onnx_int8"):
+            modes[modes.index(mode)] = pytest.param(mode, marks=pytest.mark.skip(reason="onnx/onnxruntime missing"))
     return modes
 
 
@@ -249,3 +250,85 @@ def test_onnx_cache_key_is_the_same_in_every_process():
     keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout.split()[-1] for seed in ("1", "2", "3")}
     assert len(keys) == 1, keys
+
+
+def _tiny_vit():
+    torch.manual_seed(0)
+    cls = families()["vit"]
+    return cls.create(cls.tiny_arch)
+
+
+def _graph_ops(path: Path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+@pytest.mark.skipif("onnx_int8" not in _modes(), reason="onnx/onnxruntime missing")
+def test_onnx_int8_quantises_the_weight_matmuls_keeps_verdicts_and_reuses_its_cache(tmp_path, monkeypatch):
+    import udfd.fast as fast_mod
+
+    det = _tiny_vit()
+    batch = det.preprocess(CROPS)
+    fast = accelerate(det, "onnx_int8", cache_dir=tmp_path)
+    (int8_graph,) = (tmp_path / "onnx").glob("*-int8-ort*.onnx")
+    ops = _graph_ops(int8_graph)
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul"}, "weights quantised"
+    assert "MatMul" in ops, "attention scores (activation x activation) stay fp32"
+    assert not _graph_ops(int8_graph.with_name(int8_graph.name.split("-int8-")[0] + ".onnx")) & {"MatMulInteger"}
+    kept, delta, flips = verify(det, fast)
+    assert kept and flips == 0 and 0 < delta <= 0.01, delta  # int8 moves scores a little, never a verdict here
+    assert fast.version.endswith("+onnx_int8") and fast.fast_mode == "onnx_int8"
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("exported or quantised again although the int8 graph is cached")
+
+    monkeypatch.setattr(fast_mod, "_export", refuse)
+    monkeypatch.setattr(fast_mod, "_quantize_int8", refuse)
+    again = accelerate(det, "onnx_int8", cache_dir=tmp_path)
+    np.testing.assert_array_equal([s.fake_prob for s in again.predict(batch)],
+                                  [s.fake_prob for s in fast.predict(batch)])
+
+
+@pytest.mark.skipif("onnx_int8" not in _modes(), reason="onnx/onnxruntime missing")
+def test_onnx_int8_named_by_a_checkpoint_is_verified_at_load(tmp_path, caplog):
+    clear_cache()
+    _tiny_vit().save_pretrained(tmp_path, metadata={"version": "1", "fast": "onnx_int8"}, fp16=False)
+    with caplog.at_level("INFO", logger="udfd.loader"):
+        det = load_detector(f"local-dir:{tmp_path}", settings=Settings(cache_dir=str(tmp_path / "cache")))
+    assert det.version.endswith("+onnx_int8") and "fast path onnx_int8 verified" in caplog.text
+    eager = load_detector(f"local-dir:{tmp_path}", settings=Settings(fast="off"))
+    batch = eager.preprocess(CROPS)
+    fast_scores, eager_scores = det.predict(batch), eager.predict(batch)
+    assert [s.is_fake for s in fast_scores] == [s.is_fake for s in eager_scores]
+    assert det.explain_target().layers == eager.explain_target().layers  # explanations use the eager module
+    clear_cache()
+
+
+@pytest.mark.skipif("onnx_int8" not in _modes(), reason="onnx/onnxruntime missing")
+def test_an_int8_graph_that_moves_scores_falls_back_to_eager_with_one_log_line(tmp_path, caplog, monkeypatch):
+    """A real quantised graph whose logits come out negated (every verdict flips): the load-time check refuses it."""
+    import onnx
+    from onnx import helper
+
+    import udfd.fast as fast_mod
+
+    real = fast_mod._quantize_int8
+
+    def negated(graph: bytes) -> bytes:
+        model = onnx.load_from_string(real(graph))
+        (out,) = model.graph.output
+        for node in model.graph.node:
+            node.output[:] = [f"{o}_pre" if o == out.name else o for o in node.output]
+        model.graph.node.append(helper.make_node("Neg", [f"{out.name}_pre"], [out.name]))
+        return model.SerializeToString()
+
+    monkeypatch.setattr(fast_mod, "_quantize_int8", negated)
+    clear_cache()
+    _tiny_vit().save_pretrained(tmp_path, metadata={"version": "1", "fast": "onnx_int8"}, fp16=False)
+    with caplog.at_level("WARNING", logger="udfd.loader"):
+        det = load_detector(f"local-dir:{tmp_path}", settings=Settings())
+    assert not hasattr(det, "eager") and not det.version.endswith("+onnx_int8"), "the eager detector serves"
+    (line,) = [r.message for r in caplog.records if "running eager" in r.message]
+    assert "onnx_int8 moved scores" in line
+    clear_cache()

@@ -115,8 +115,8 @@ class Settings:
     tta: bool = False
     threads: int = 0  # torch intra-op threads; 0: every core this process may use
     # Faster inference (UDFD_FAST): "auto" takes each checkpoint's measured mode (config.json udfd.fast), verified
-    # at load against eager; "off" runs eager; or "int8" | "bf16" | "compile" | "channels_last" | "onnx", or
-    # "name:mode,..." per detector (see udfd/fast.py and `udfd bench --fast` for which keep verdicts)
+    # at load against eager; "off" runs eager; or "int8" | "bf16" | "compile" | "channels_last" | "onnx" |
+    # "onnx_int8", or "name:mode,..." per detector (see udfd/fast.py and `udfd bench --fast` for which keep verdicts)
     fast: str = "auto"
     # Where exported ONNX graphs are kept between runs (UDFD_CACHE_DIR; "off" disables). `from_env` defaults it to
     # $XDG_CACHE_HOME/udfd or ~/.cache/udfd; empty (the dataclass default) exports in memory at every start.

@@ -7,6 +7,9 @@ Modes (all CPU, all through the Detector protocol — no family is named here):
 - `channels_last`: the module and its input batches in NHWC memory layout (helps convolutions).
 - `onnx`: `logits()` exported with the TorchScript ONNX exporter and run by ONNX Runtime (needs `onnx` and
   `onnxruntime`; see requirements.txt).
+- `onnx_int8`: the `onnx` graph with ONNX Runtime's dynamic int8 quantisation of every MatMul with a constant weight
+  (per output channel weights, activations quantised on the fly; VNNI). Convolutions and Gemm stay fp32, so it only
+  speeds up what runs its Linear layers on token or feature sequences (transformers); cached like `onnx`.
 
 Every mode changes numbers a little; `udfd bench --fast` measures each against eager fp32 on the same crops and
 reports max |Δ fake_prob| and verdict flips. Use a mode only for a detector where it kept every verdict there.
@@ -22,6 +25,7 @@ import io
 import logging
 import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +39,7 @@ from udfd.errors import UdfdError
 
 log = logging.getLogger(__name__)
 
-FAST_MODES = ("int8", "bf16", "compile", "channels_last", "onnx")
+FAST_MODES = ("int8", "bf16", "compile", "channels_last", "onnx", "onnx_int8")
 AUTO, OFF = "auto", "off"  # UDFD_FAST: the checkpoint's verified mode (default) / eager everywhere
 _OPSET = 17
 VERIFY_TOLERANCE = 0.01  # max |Δ fake_prob| a default fast path may move a score on the verification crops
@@ -107,8 +111,8 @@ def accelerate(det: Detector, mode: str, *, example: torch.Tensor | None = None,
     """A copy of `det` whose `predict` runs the `mode` path; `det` itself is left untouched.
 
     `example`: a preprocessed batch for export (`onnx`); by default one zero image at the detector's input size.
-    `cache_dir` (`onnx`): keep the exported graph there and reuse it while weights, code and torch are unchanged
-    (`onnx_cache_key`), so that a restart does not export again.
+    `cache_dir` (`onnx`, `onnx_int8`): keep the exported (and quantised) graph there and reuse it while weights,
+    code and torch are unchanged (`onnx_cache_key`), so that a restart does not export again.
     """
     if mode not in FAST_MODES:
         raise FastPathError(f"unknown fast mode {mode!r}; choose from {', '.join(FAST_MODES)}")
@@ -116,7 +120,7 @@ def accelerate(det: Detector, mode: str, *, example: torch.Tensor | None = None,
         raise FastPathError(f"fast paths are measured for image detectors only; {det.name} scores {det.modality}")
     # An onnx copy runs the exported graph and leaves the network as it is: it shares the network with `det`
     # (which explanations use) instead of holding a second copy of the weights that it never runs.
-    memo = {id(det.module()): det.module()} if mode == "onnx" else {}
+    memo = {id(det.module()): det.module()} if mode in ("onnx", "onnx_int8") else {}
     fast = copy.deepcopy(det, memo)
     net = fast.module().eval()
     base_logits = fast.logits
@@ -132,10 +136,11 @@ def accelerate(det: Detector, mode: str, *, example: torch.Tensor | None = None,
     elif mode == "channels_last":
         net.to(memory_format=torch.channels_last)
         fast.logits = lambda batch: base_logits(batch.contiguous(memory_format=torch.channels_last))
-    elif mode == "onnx":
+    elif mode in ("onnx", "onnx_int8"):
         if example is None:
             example = det.preprocess([np.zeros((64, 64, 3), np.uint8)])
-        fast.logits = _onnx_logits(base_logits, net, example, cache=_cache_file(cache_dir, det, net, example))
+        fast.logits = _onnx_logits(base_logits, net, example, cache=_cache_file(cache_dir, det, net, example),
+                                   int8=mode == "onnx_int8")
     fast.version = f"{det.version}+{mode}"
     # Explanations need gradients through the original network (an onnx or int8 copy has none): they use `eager`.
     fast.eager = det
@@ -208,6 +213,10 @@ def _cached_export(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Modul
                    cache: Path | None, *, reuse: bool = True) -> tuple[bytes, bool]:
     """(exported graph, whether it came from `cache`). A cache that cannot be read or written only costs an export
     (logged), never the fast path."""
+    return _cached(cache, lambda: _export(logits, net, example), reuse=reuse, made="exported")
+
+
+def _cached(cache: Path | None, make: Callable[[], bytes], *, reuse: bool, made: str) -> tuple[bytes, bool]:
     if cache is not None and reuse:
         try:
             return cache.read_bytes(), True
@@ -215,25 +224,68 @@ def _cached_export(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Modul
             pass
         except OSError as e:
             log.warning("ONNX cache %s unreadable (%s): exporting again", cache, e)
-    graph = _export(logits, net, example)
+    graph = make()
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
             tmp.write_bytes(graph)
             os.replace(tmp, cache)  # atomic: a concurrent reader sees the whole file or none
-            log.info("ONNX graph exported and cached in %s", cache)
+            log.info("ONNX graph %s and cached in %s", made, cache)
         except OSError as e:
             log.warning("ONNX graph not cached in %s: %s", cache, e)
     return graph, False
 
 
-def _onnx_logits(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module,
-                 example: torch.Tensor, *, cache: Path | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+def _quantize_int8(graph: bytes) -> bytes:
+    """ONNX Runtime's dynamic int8 quantisation of `graph`: MatMuls with a constant weight only (weights per output
+    channel; an activation x activation MatMul, e.g. attention scores, stays fp32), Conv and Gemm untouched."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quiet = _QuantizerChatter()
+    logging.getLogger().addFilter(quiet)
+    try:
+        with tempfile.TemporaryDirectory(prefix="udfd-int8-") as tmp:
+            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+            src.write_bytes(graph)
+            quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+            return dst.read_bytes()
+    except Exception as e:  # the quantizer raises many types (RuntimeError, ValueError, onnx errors, ...)
+        raise FastPathError(f"ONNX int8 quantisation failed: {type(e).__name__}: {e}") from e
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+class _QuantizerChatter(logging.Filter):
+    """Drops the quantiser's own root-logger lines below ERROR (a pre-processing hint and one INFO line per tensor
+    at every quantisation); its errors still pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "onnxruntime" not in record.pathname
+
+
+def _cached_graph(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module, example: torch.Tensor,
+                  cache: Path | None, *, int8: bool, reuse: bool = True) -> tuple[bytes, bool]:
+    """The graph a session runs: the export, or (`int8`) its quantised copy, cached next to it under a name that
+    also carries ONNX Runtime's version (the quantiser is part of it)."""
+    if not int8:
+        return _cached_export(logits, net, example, cache, reuse=reuse)
+    import onnxruntime as ort
+
+    cache_int8 = None if cache is None else cache.with_name(f"{cache.stem}-int8-ort{ort.__version__}.onnx")
+    return _cached(cache_int8, lambda: _quantize_int8(_cached_export(logits, net, example, cache, reuse=reuse)[0]),
+                   reuse=reuse, made="quantised to int8")
+
+
+def _onnx_logits(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module, example: torch.Tensor, *,
+                 cache: Path | None = None, int8: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise FastPathError("UDFD_FAST=onnx needs onnx and onnxruntime (pip install -r requirements.txt)") from e
+        raise FastPathError("UDFD_FAST=onnx and onnx_int8 need onnx and onnxruntime "
+                            "(pip install -r requirements.txt)") from e
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     # ORT's threads spin after each run by default and then steal the cores from whatever runs next (torch, face
@@ -245,14 +297,14 @@ def _onnx_logits(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module,
     # (README "Memory and cold start").
     run_options = ort.RunOptions()
     run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    graph, cached = _cached_export(logits, net, example, cache)
+    graph, cached = _cached_graph(logits, net, example, cache, int8=int8)
     try:
         session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - ORT raises its own types for a damaged graph
         if not cached:
             raise FastPathError(f"ONNX Runtime cannot load the exported graph: {e}") from e
         log.warning("ONNX cache %s is damaged (%s): exporting again", cache, e)
-        graph, _ = _cached_export(logits, net, example, cache, reuse=False)
+        graph, _ = _cached_graph(logits, net, example, cache, int8=int8, reuse=False)
         try:
             session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         except Exception as e2:  # noqa: BLE001

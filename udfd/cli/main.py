@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--seconds", type=float, default=10.0, help="analyse the first N seconds (--video)")
     be.add_argument("--repeats", type=int, default=3, help="runs per path, the best is kept (--video)")
     be.add_argument("--fast", action="store_true",
-                    help="fast inference paths (int8, bf16, compile, channels_last, onnx) vs eager fp32 per detector"
+                    help="fast inference paths (int8, bf16, compile, channels_last, onnx, onnx_int8) vs eager fp32 per "
+                    "detector"
                     " (bench_fast.json)")
     be.add_argument("--modes", default="", help="with --fast: only these modes (comma-separated)")
     be.add_argument("--readme", type=Path, help="with --fast: also rewrite the table in this README (between "
