@@ -159,6 +159,9 @@ def test_vit_side_by_side_structure(bench_data: Path) -> None:
     # bf16 if it kept every verdict on the load-time crops, else eager (None): the median threshold of a random
     # tiny net can sit next to a crop's score
     assert result["loaded"]["default_bf16"]["served_mode"] in ("bf16", None)
+    if result["loaded"]["default_bf16"]["served_mode"] == "bf16":  # the load-time check it passed, recorded
+        check = result["loaded"]["default_bf16"]["verification"]
+        assert check["flips"] == 0 and 0 <= check["max_abs_delta_fake_prob"] <= 0.01
     rows = result["rows"]
     assert rows["eager_whole"]["flips"] == 0 and rows["eager_whole"]["max_abs_delta_fake_prob"] == 0.0
     # our resize/normalise against the image processor's: same weights, so close (not equal: resampling differs)
@@ -167,6 +170,23 @@ def test_vit_side_by_side_structure(bench_data: Path) -> None:
     assert rows["default_bf16_whole"]["max_abs_delta_fake_prob"] <= 0.01  # the load-time tolerance
     assert result["target"]["fastest_kept_mode"] in ("bf16", None) and isinstance(result["target"]["met"], bool)
     assert vit_side_by_side_markdown(result).count("\n| ") == 1 + len(rows)  # header + one line per row
+
+
+def test_vit_target_counts_only_modes_that_were_served() -> None:
+    """A mode that failed its load-time check was served eager: its rows time eager and cannot meet the target."""
+    from udfd.bench.vit_side_by_side import _target
+
+    rows = {"eager_whole": {"x_pipeline": 1.0},
+            "default_onnx_int8_whole": {"p50_ms": 50.0, "x_pipeline": 0.25, "flips": 0},
+            "default_bf16_whole": {"p50_ms": 90.0, "x_pipeline": 0.45, "flips": 0}}
+    served = {"default_onnx_int8": {"served_mode": None}, "default_bf16": {"served_mode": "bf16"}}
+    target = _target(rows, ("onnx_int8", "bf16"), served)
+    assert target["fastest_kept_mode"] == "bf16" and target["met"] is False
+    served["default_onnx_int8"]["served_mode"] = "onnx_int8"
+    assert _target(rows, ("onnx_int8", "bf16"), served) == {**target, "fastest_kept_mode": "onnx_int8",
+                                                              "fastest_kept_x_pipeline": 0.25, "met": True}
+    rows["default_onnx_int8_whole"]["flips"] = 1  # served, but it flipped a verdict here
+    assert _target(rows, ("onnx_int8", "bf16"), served)["fastest_kept_mode"] == "bf16"
 
 
 def test_vit_b16_without_side_by_side_is_refused(caplog) -> None:
