@@ -45,12 +45,12 @@ C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 def embed(detector: TimmDetector, crops: np.ndarray, *, batch: int = 64) -> np.ndarray:
     from tqdm.auto import tqdm
 
-    net = detector.module().eval()
+    detector.module().eval()
     out = []
     with torch.inference_mode():
         for s in tqdm(range(0, len(crops), batch), desc="features", unit="batch"):
             x = detector.preprocess([crops[i] for i in range(s, min(s + batch, len(crops)))])
-            out.append(net.forward_head(net.forward_features(x), pre_logits=True).float().numpy())
+            out.append(detector.head_input(x).float().numpy())
     return np.concatenate(out)
 
 
@@ -107,11 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="tf_efficientnet_lite0")
     p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--crop-size", type=int, default=160)
+    p.add_argument("--stats-stages", default="",
+                   help="comma-separated feature stages whose per-channel mean and std feed the head (e.g. 4); "
+                        "default: the pooled pre-logits")
     p.add_argument("--member", default="lite0_frozen")
     p.add_argument("--scores-dir", type=Path, default=Path("runs/scores"))
     p.add_argument("--out", type=Path, default=Path("runs/loso/lite0_frozen"))
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--version", default="1.0", help="checkpoint version written to config.json and the card")
     p.add_argument("--balance", action="store_true",
                    help="weight the train reals so every known ethnicity (manifest notes) has the same total weight")
     p.add_argument("--only-in-dist", action="store_true", help="skip the LOSO folds (they are in the score files)")
@@ -122,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     samples = list_samples(root)
     crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=args.cache_dir)
     y = np.array([s.label for s in samples])
+    stages = [int(v) for v in args.stats_stages.split(",") if v.strip()]
     det = TimmDetector.create({"model": args.model, "init": "imagenet", "image_size": args.image_size,
-                               "freeze_backbone": True})
-    key = hashlib.sha256(json.dumps([[s.path for s in samples], args.model, args.image_size,
-                                     args.crop_size]).encode()).hexdigest()[:16]
+                               "freeze_backbone": True, "stats_stages": stages or None})
+    ident = [[s.path for s in samples], args.model, args.image_size, args.crop_size, stages,
+             hashlib.sha256(crops[::50].tobytes()).hexdigest()]  # the crops too: the face cropper can change
+    key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
     feat_path = args.cache_dir / f"feats-{key}.npy"
     if feat_path.is_file():
         x = np.load(feat_path)
@@ -180,7 +186,7 @@ def _save(det: TimmDetector, w: np.ndarray, b: float, val_logit: np.ndarray, y_v
     p_val = 1 / (1 + np.exp(-val_logit / t))
     det.set_calibration(temperature=t, threshold=best_youden_threshold(y_val, p_val))
     det.meta["threshold_max_f1"] = best_f1_threshold(y_val, p_val)
-    det.save_pretrained(args.out / "model", metadata={"version": "1.0", "threshold_rule": "youden", "head": {"kind": "logistic", "C": c},
+    det.save_pretrained(args.out / "model", metadata={"version": args.version, "threshold_rule": "youden", "head": {"kind": "logistic", "C": c},
                                                       "crop_size": args.crop_size})
 
 
@@ -205,15 +211,22 @@ def _finish_folder(det: TimmDetector, logit: dict[str, np.ndarray], y: np.ndarra
     card = render_card(template="detector.md", model_name=out.name, dataset=root.name, results=results, context={
         "family": det.family, "library_name": None, "script": "loso_frozen.py",
         "architecture": f"timm {args.model}, frozen ImageNet backbone (eval-mode batch norm) + logistic-regression"
-                        f" head (L2 C={c}, chosen by validation log loss), no augmentation",
+                        f" head (L2 C={c}, chosen by validation log loss) on {_head_desc(args)}, no augmentation",
         "input_desc": f"RGB face crop resized to {det.image_size} px", "dtype": "float16",
-        "n_params": f"{sum(p.numel() for p in det.module().parameters()) / 1e6:.2f} M (1281 trained)",
+        "n_params": f"{sum(p.numel() for p in det.module().parameters()) / 1e6:.2f} M"
+                    f" ({sum(p.numel() for p in det.module().get_classifier().parameters()) // 2 + 1} trained)",
         "threshold": det.threshold, "thresholds": {"max_f1": det.meta.get("threshold_max_f1", det.threshold)},
-        "temperature": det.temperature, "version": "1.0", "seed": args.seed, "crop_size": args.crop_size,
+        "temperature": det.temperature, "version": args.version, "seed": args.seed, "crop_size": args.crop_size,
         "pretrained": f"ImageNet-1k ({rec['package']}=={rec['version']}, sha256 {rec['sha256']}, {rec['licence']})",
         "init_weights": rec, "split_sizes": {k: len(v) for k, v in split.items()}, "data_desc": _data_desc(samples),
         "training_config": json.dumps(cfg, indent=1), "balance": None, "robustness_md": "", "loso_md": ""})
     write_card(out, card)
+
+
+def _head_desc(args: argparse.Namespace) -> str:
+    if not args.stats_stages:
+        return "the pooled pre-logits"
+    return f"the per-channel mean and std of feature stage(s) {args.stats_stages}"
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ Starting weights, applied by `create()` only (a saved checkpoint always loads it
   ImageNet weights, all but the classifier.
 
 `arch.freeze_backbone` trains only the classifier (meaningful with pretrained weights only).
+`arch.stats_stages` (e.g. `[4]`): the classifier reads the per-channel mean and standard deviation of those
+feature stages (timm `forward_intermediates` indices) instead of the pooled pre-logits; see `StageStatsNet`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from udfd.errors import ModelUnavailableError
 class TimmDetector(TorchClassifier):
     family: ClassVar[str] = "timm"
     default_arch: ClassVar[dict[str, Any]] = {"image_size": 224, "model": "mobilenetv2_100", "init": None,
-                                              "pretrained": None, "freeze_backbone": False, "drop_rate": 0.2}
+                                              "pretrained": None, "freeze_backbone": False, "drop_rate": 0.2,
+                                              "stats_stages": None}
     tiny_arch: ClassVar[dict[str, Any]] = {"image_size": 32, "model": "mobilenetv2_035"}
     train_defaults: ClassVar[dict[str, Any]] = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4,
                                                 "batch_size": 32, "epochs": 12}
@@ -36,15 +39,7 @@ class TimmDetector(TorchClassifier):
     @classmethod
     def build(cls, arch: dict[str, Any]) -> nn.Module:
         """The bare network (no weight loading: that is `create()`'s job, so loading a checkpoint reads no files)."""
-        import timm
-
-        net = timm.create_model(arch["model"], pretrained=False, num_classes=2, drop_rate=arch.get("drop_rate", 0.0))
-        if arch.get("freeze_backbone"):
-            for p in net.parameters():
-                p.requires_grad = False
-            for p in net.get_classifier().parameters():
-                p.requires_grad = True
-        return net
+        return _finish(_timm_net(arch), arch)
 
     @classmethod
     def create(cls, arch: dict[str, Any]) -> TimmDetector:
@@ -57,7 +52,7 @@ class TimmDetector(TorchClassifier):
 
             full.setdefault("mean", LITE_MEAN_STD)  # the TF EfficientNet-Lite convention (WEIGHTS.md)
             full.setdefault("std", LITE_MEAN_STD)
-        net = cls.build(full)
+        net = _timm_net(full)  # weights go into the whole timm network, before `stats_stages` trims it
         meta: dict[str, Any] = {}
         if init == "imagenet":
             from udfd.detectors.imagenet_lite import load_lite_imagenet
@@ -66,24 +61,96 @@ class TimmDetector(TorchClassifier):
         elif full.get("pretrained"):
             _load_timm_weights(net, full["model"], full["pretrained"])
             meta["init_weights"] = {"reference": full["pretrained"]}
+        net = _finish(net, full)
         if meta:
             _small_head(net)
         return cls(net, arch=full, meta=meta)
 
     def features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        net = self.net
+        net = _backbone(self.net)
         with torch.inference_mode():
             if hasattr(net, "conv_stem") and hasattr(net, "blocks"):  # EfficientNet / MobileNet layouts
                 low = net.blocks[0](net.bn1(net.conv_stem(batch)))
             else:
                 low = net.forward_intermediates(batch, indices=1, intermediates_only=True)[0]
-            high = net.forward_head(net.forward_features(batch), pre_logits=True)
+            high = self.head_input(batch)
         return low.mean(dim=(2, 3)), high
 
-    def explain_target(self) -> ExplainTarget | None:
+    def head_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """What the 2-way classifier reads: stage statistics (`stats_stages`) or the pooled pre-logits."""
         net = self.net
-        layer = net.blocks[-1] if hasattr(net, "blocks") else net.get_submodule(net.feature_info[-1]["module"])
-        return ExplainTarget(model=net, layers=(layer,), fake_index=self.fake_index)
+        if isinstance(net, StageStatsNet):
+            return net.features(batch)
+        return net.forward_head(net.forward_features(batch), pre_logits=True)
+
+    def explain_target(self) -> ExplainTarget | None:
+        net = _backbone(self.net)
+        if isinstance(self.net, StageStatsNet) and hasattr(net, "blocks"):
+            layer = net.blocks[self.net.last_block]
+        elif hasattr(net, "blocks"):
+            layer = net.blocks[-1]
+        else:
+            layer = net.get_submodule(net.feature_info[-1]["module"])
+        return ExplainTarget(model=self.net, layers=(layer,), fake_index=self.fake_index)
+
+
+class StageStatsNet(nn.Module):
+    """A timm backbone whose 2-way classifier reads per-channel mean and std of some feature stages.
+
+    The texture statistics of a frozen ImageNet network's last block generalised better across fake sources than
+    the pooled pre-logits in our leave-one-source-out runs (see the effnet_lite0 card). In an EfficientNet /
+    MobileNet layout the blocks after the last stage taken, the head convolution and the ImageNet classifier are
+    removed (never computed, and no parameter without a gradient, which FullGrad needs). `features` is the
+    classifier's input (B, 2 * sum of stage channels).
+    """
+
+    def __init__(self, backbone: nn.Module, stages: list[int], num_classes: int = 2) -> None:
+        super().__init__()
+        self.stages = [int(i) for i in stages]
+        info = backbone.feature_info
+        channels = [int(info[i]["num_chs"]) for i in self.stages]
+        modules = [str(info[i]["module"]) for i in self.stages]
+        self.last_block = -1
+        if hasattr(backbone, "blocks") and all(m.startswith("blocks.") for m in modules):
+            self.last_block = max(int(m.split(".")[1]) for m in modules)
+            backbone.blocks = backbone.blocks[:self.last_block + 1]
+            for unused in ("conv_head", "bn2", "classifier"):
+                if hasattr(backbone, unused):
+                    setattr(backbone, unused, nn.Identity())
+        self.backbone = backbone
+        self.classifier = nn.Linear(2 * sum(channels), num_classes)
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self.backbone.forward_intermediates(x, indices=self.stages, intermediates_only=True, stop_early=True)
+        return torch.cat([t for m in maps for t in (m.mean(dim=(2, 3)), m.std(dim=(2, 3)))], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _timm_net(arch: dict[str, Any]) -> nn.Module:
+    import timm
+
+    return timm.create_model(arch["model"], pretrained=False, num_classes=2, drop_rate=arch.get("drop_rate", 0.0))
+
+
+def _finish(net: nn.Module, arch: dict[str, Any]) -> nn.Module:
+    """The timm network as the checkpoint holds it: wrapped for `stats_stages`, backbone frozen if asked."""
+    if arch.get("stats_stages"):
+        net = StageStatsNet(net, arch["stats_stages"])
+    if arch.get("freeze_backbone"):
+        for p in net.parameters():
+            p.requires_grad = False
+        for p in net.get_classifier().parameters():
+            p.requires_grad = True
+    return net
+
+
+def _backbone(net: nn.Module) -> nn.Module:
+    return net.backbone if isinstance(net, StageStatsNet) else net
 
 
 def _small_head(net: nn.Module) -> None:
