@@ -332,3 +332,17 @@ def test_an_int8_graph_that_moves_scores_falls_back_to_eager_with_one_log_line(t
     (line,) = [r.message for r in caplog.records if "running eager" in r.message]
     assert "onnx_int8 moved scores" in line
     clear_cache()
+
+
+@pytest.mark.skipif("onnx_int8" not in _modes(), reason="onnx/onnxruntime missing")
+def test_a_damaged_cached_int8_graph_is_quantised_again(tmp_path, caplog):
+    det = _tiny_vit()
+    first = accelerate(det, "onnx_int8", cache_dir=tmp_path)
+    (cached,) = (tmp_path / "onnx").glob("*-int8-ort*.onnx")
+    cached.write_bytes(b"not an onnx graph")
+    with caplog.at_level("WARNING", logger="udfd.fast"):
+        fast = accelerate(det, "onnx_int8", cache_dir=tmp_path)
+    batch = det.preprocess(CROPS)
+    np.testing.assert_allclose([s.fake_prob for s in fast.predict(batch)],
+                               [s.fake_prob for s in first.predict(batch)], atol=1e-6)
+    assert f"ONNX cache {cached} is damaged" in caplog.text and cached.read_bytes() != b"not an onnx graph"

@@ -272,11 +272,14 @@ def _cached_graph(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module
     also carries ONNX Runtime's version (the quantiser is part of it)."""
     if not int8:
         return _cached_export(logits, net, example, cache, reuse=reuse)
+    return _cached(_int8_cache(cache), lambda: _quantize_int8(_cached_export(logits, net, example, cache, reuse=reuse)[0]),
+                   reuse=reuse, made="quantised to int8")
+
+
+def _int8_cache(cache: Path | None) -> Path | None:
     import onnxruntime as ort
 
-    cache_int8 = None if cache is None else cache.with_name(f"{cache.stem}-int8-ort{ort.__version__}.onnx")
-    return _cached(cache_int8, lambda: _quantize_int8(_cached_export(logits, net, example, cache, reuse=reuse)[0]),
-                   reuse=reuse, made="quantised to int8")
+    return None if cache is None else cache.with_name(f"{cache.stem}-int8-ort{ort.__version__}.onnx")
 
 
 def _onnx_logits(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module, example: torch.Tensor, *,
@@ -298,19 +301,20 @@ def _onnx_logits(logits: Callable[[torch.Tensor], torch.Tensor], net: nn.Module,
     run_options = ort.RunOptions()
     run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     graph, cached = _cached_graph(logits, net, example, cache, int8=int8)
+    shown = _int8_cache(cache) if int8 else cache  # the file this session's graph came from
     try:
         session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - ORT raises its own types for a damaged graph
         if not cached:
             raise FastPathError(f"ONNX Runtime cannot load the exported graph: {e}") from e
-        log.warning("ONNX cache %s is damaged (%s): exporting again", cache, e)
+        log.warning("ONNX cache %s is damaged (%s): exporting again", shown, e)
         graph, _ = _cached_graph(logits, net, example, cache, int8=int8, reuse=False)
         try:
             session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         except Exception as e2:  # noqa: BLE001
             raise FastPathError(f"ONNX Runtime cannot load the exported graph: {e2}") from e2
     if cached:
-        log.info("ONNX graph from cache %s", cache)
+        log.info("ONNX graph from cache %s", shown)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         x = batch.detach().cpu().numpy()
