@@ -99,9 +99,18 @@ def test_video_bench_compares_the_paths_on_one_clip(tmp_path, face_rgb, tiny_set
     from udfd.config import VideoSettings
 
     clip = write_video(tmp_path / "c.mp4", face_clip(face_rgb, 12))
-    settings = replace(tiny_settings, video=VideoSettings(frames=4), video_detectors=("vit",))
+    # Two image detectors, as the default video set is: every path runs all of them, in the configured order.
+    import shutil
+
+    second = shutil.copytree(tiny_settings.models["vit"].removeprefix("local-dir:"), tmp_path / "vit_b")
+    models = {**tiny_settings.models, "vit_b": f"local-dir:{second}"}
+    settings = replace(tiny_settings, video=VideoSettings(frames=4), video_detectors=("vit_b", "vit"), models=models)
     result = run_video_bench(settings=settings, clip=clip, seconds=10.0, repeats=1)
+    assert [n.split("@")[0] for n in result["detectors"]["udfd"]] == ["vit_b", "vit"]
+    assert result["detectors"]["missing"] == {}
     paths = result["paths"]
+    assert all(list(r["video_scores"]) == ["vit_b", "vit"] for r in paths.values())
+    assert paths["udfd"]["verdict"]["fake_prob"] == paths["udfd"]["video_scores"]["vit_b"]["score"], "first decides"
     assert set(paths) == {"udfd", "uniform", "every_frame"}
     assert paths["udfd"]["frames_analysed"] == paths["uniform"]["frames_analysed"] == 4
     assert paths["every_frame"]["frames_analysed"] == paths["every_frame"]["frames_decoded"] == 12
@@ -112,18 +121,35 @@ def test_video_bench_compares_the_paths_on_one_clip(tmp_path, face_rgb, tiny_set
     assert "| every frame" in result["table"]
 
 
-def test_side_by_side_scores_a_timm_detector_three_ways(tmp_path: Path, bench_data: Path) -> None:
-    """A tiny timm checkpoint: our default path, eager fp32 and the plain timm + torchvision script all run on
-    every file; the plain script's probability is the network's own softmax (same weights, its own resize)."""
-    import torch
+def test_video_bench_refuses_when_no_video_detector_loads(tmp_path, tiny_settings) -> None:
+    from dataclasses import replace
 
-    from udfd.bench.side_by_side import run_side_by_side, side_by_side_markdown
+    from udfd.bench.video import run_video_bench
+
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes(b"not read")
+    with pytest.raises(UdfdError, match="no video detector could be loaded"):
+        run_video_bench(settings=replace(tiny_settings, video_detectors=("no_such_detector",)), clip=clip)
+
+
+@pytest.mark.parametrize("stats_stages", [None, [3]])
+def test_side_by_side_scores_a_timm_detector_three_ways(tmp_path: Path, bench_data: Path, stats_stages) -> None:
+    """A tiny timm checkpoint (plain, or with a head on stage statistics as effnet_lite0 1.1 has): our default path,
+    eager fp32 and the plain timm + torchvision script all run on every file; the plain script's probability is
+    the network's own softmax (same weights, its own resize)."""
+    import torch
+    from torchvision.transforms.functional import normalize, to_tensor
+
+    from udfd.bench.side_by_side import _plain_timm, run_side_by_side, side_by_side_markdown
     from udfd.config import Settings
     from udfd.detectors.timm_classifier import TimmDetector
     from udfd.loader import clear_cache
 
     torch.manual_seed(0)
-    det = TimmDetector.create({**TimmDetector.tiny_arch, "mean": [0.5] * 3, "std": [0.5] * 3})
+    det = TimmDetector.create({**TimmDetector.tiny_arch, "mean": [0.5] * 3, "std": [0.5] * 3,
+                               "stats_stages": stats_stages})
+    with torch.no_grad():  # a non-zero head, so that wrongly loaded weights would show in the probability
+        det.net.get_classifier().weight.normal_(std=0.5)
     folder = tmp_path / "tiny-timm"
     det.save_pretrained(folder, metadata={"version": "test", "fast": "onnx"}, fp16=False)
     clear_cache()
@@ -133,6 +159,13 @@ def test_side_by_side_scores_a_timm_detector_three_ways(tmp_path: Path, bench_da
     assert all(r["p50_ms"] > 0 for r in result["rows"].values()) and result["rows"]["plain_timm"]["x_plain"] == 1.0
     assert result["n_images"] == 4 and result["default_vs_eager"]["flips"] == 0
     assert side_by_side_markdown(result).count("\n| ") == 4  # header + three rows
+    image = tmp_path / "same_size.png"  # the network's own input size: torchvision's resize leaves it as it is
+    pixels = np.random.default_rng(5).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    PILImage.fromarray(pixels).save(image)
+    with torch.inference_mode():
+        x = normalize(to_tensor(pixels), [0.5] * 3, [0.5] * 3).unsqueeze(0)
+        expected = float(torch.softmax(det.net.eval()(x), dim=-1)[0, det.fake_index])
+    assert _plain_timm(det, f"local-dir:{folder}", settings)(image) == pytest.approx(expected, abs=1e-5)
 
 
 def test_side_by_side_needs_a_timm_network(tiny_settings, bench_data: Path) -> None:

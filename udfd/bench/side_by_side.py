@@ -137,8 +137,14 @@ def _plain_timm(member: Detector, member_ref: str, settings: Settings) -> Callab
 
     arch = member.arch
     ref = parse_ref(member_ref or member.name, short_names=settings.models)
+    state = {k: v.float() for k, v in load_file(str(resolve(ref) / WEIGHTS_NAME)).items()}
     net = timm.create_model(arch["model"], pretrained=False, num_classes=2)
-    net.load_state_dict({k: v.float() for k, v in load_file(str(resolve(ref) / WEIGHTS_NAME)).items()})
+    stages = [int(i) for i in arch.get("stats_stages") or []]
+    if stages:
+        net, logits = _plain_stage_stats(net, state, stages)
+    else:
+        net.load_state_dict(state)
+        logits = net
     net.eval()
     size = int(arch["image_size"])
     tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
@@ -147,6 +153,26 @@ def _plain_timm(member: Detector, member_ref: str, settings: Settings) -> Callab
     def run(path: Path) -> float:
         with PILImage.open(path) as im, torch.inference_mode():
             x = tf(im.convert("RGB")).unsqueeze(0)
-            return float(torch.softmax(net(x), dim=-1)[0, member.fake_index])
+            return float(torch.softmax(logits(x), dim=-1)[0, member.fake_index])
 
     return run
+
+
+def _plain_stage_stats(net: torch.nn.Module, state: dict[str, torch.Tensor],
+                       stages: list[int]) -> tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    """What a plain script writes for an `arch.stats_stages` checkpoint: the timm backbone's weights (the tail the
+    checkpoint trimmed stays unused), `forward_intermediates` up to the last stage, per-channel mean and std, and
+    a linear layer with the checkpoint's classifier weights."""
+    backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    unexpected = net.load_state_dict(backbone, strict=False).unexpected_keys
+    if unexpected or not backbone:
+        raise UdfdError(f"stats_stages checkpoint does not fit {type(net).__name__}: unexpected {unexpected[:3]}")
+    head = torch.nn.Linear(state["classifier.weight"].shape[1], state["classifier.weight"].shape[0])
+    head.load_state_dict({"weight": state["classifier.weight"], "bias": state["classifier.bias"]})
+    head.eval()
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        maps = net.forward_intermediates(x, indices=stages, intermediates_only=True, stop_early=True)
+        return head(torch.cat([t for m in maps for t in (m.mean(dim=(2, 3)), m.std(dim=(2, 3)))], dim=1))
+
+    return net, logits

@@ -3,10 +3,13 @@
 `run_video_bench` is called by `udfd bench --video`; it returns one JSON-ready dict (benchmarks/README.md).
 Three paths on the same clip, in one run:
 
-1. `udfd` — optical-flow selection of K frames, faces tracked, lip_lstm on the lip sequences + the image
-   detector on every tracked face (the app's default).
-2. `uniform` — K frames spread uniformly (no flow), image detector only.
-3. `every frame` — the plain approach: decode every frame, detect faces in each, score every face.
+1. `udfd` — what the app's Video tab runs by default: optical-flow selection of K frames, faces tracked, and
+   every detector of `settings.video_detectors` in order (the first decides; image detectors score every tracked
+   face, video detectors each track's lip sequence).
+2. `uniform` — K frames spread uniformly (no flow), the image detectors of that set only.
+3. `every frame` — the plain approach: decode every frame, detect faces in each, score every face with them.
+
+Without an image detector in the video set, paths 2-3 use the Image tab's default (`settings.detectors[0]`).
 
 Each path reports wall time, the share of decode / motion / faces / lips / model, frames decoded per second,
 the real-time factor (wall time / clip duration; < 1 means faster than playing the clip), peak traced memory
@@ -48,23 +51,28 @@ def run_video_bench(*, settings: Settings, clip: Path | None = None, seconds: fl
     if not clip.is_file():
         raise UdfdError(f"benchmark clip not found: {clip} (pass --video-file)")
     torch.set_num_threads(os.cpu_count() or 1)
-    loaded = []
+    loaded, missing = [], {}
     for name in settings.video_detectors:
         try:
             loaded.append(load_detector(name, settings=settings))
         except UdfdError as e:
             log.warning("%s unavailable, the udfd path runs without it: %s", name, e)
-    image_det = next((d for d in loaded if d.modality == "image"), None) or load_detector("vit", settings=settings)
-    video_dets = [d for d in loaded if d.modality == "video"] + [image_det]
-    for det in video_dets:
+            missing[name] = str(e)
+    if not loaded:
+        raise UdfdError(f"no video detector could be loaded ({', '.join(settings.video_detectors) or 'none set'})")
+    image_dets = [d for d in loaded if d.modality == "image"]
+    if not image_dets:
+        image_dets = [load_detector(settings.detectors[0], settings=settings)]
+    for det in {id(d): d for d in [*loaded, *image_dets]}.values():
         warm_up(det)
+    all_names, image_names = ", ".join(d.name for d in loaded), ", ".join(d.name for d in image_dets)
     env = _environment()
     k = settings.video.frames
     base = replace(settings.video, max_seconds=seconds)
     paths = {
-        "udfd": ("optical-flow selection, lip_lstm + image detector", video_dets, replace(base)),
-        "uniform": ("uniform selection, image detector", [image_det], replace(base, selection="uniform")),
-        "every_frame": ("every frame, image detector (plain)", [image_det],
+        "udfd": (f"optical-flow selection, {all_names}", loaded, replace(base)),
+        "uniform": (f"uniform selection, {image_names}", image_dets, replace(base, selection="uniform")),
+        "every_frame": (f"every frame, {image_names} (plain)", image_dets,
                         replace(base, selection="uniform", frames=base.max_frames)),
     }
     results: dict[str, Any] = {}
@@ -80,7 +88,8 @@ def run_video_bench(*, settings: Settings, clip: Path | None = None, seconds: fl
         "clip": {"file": clip.name, "analysed_seconds": round(duration, 2), **results["udfd"].pop("clip")},
         "k": k,
         "repeats": repeats,
-        "detectors": {"image": image_det.name, "video": [d.name for d in video_dets]},
+        "detectors": {"udfd": [f"{d.name}@{d.version}" for d in loaded],
+                      "image": [f"{d.name}@{d.version}" for d in image_dets], "missing": missing},
         "paths": results,
         "environment": env,
         "notes": _contention_notes(env) + [

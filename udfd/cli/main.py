@@ -325,6 +325,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from udfd.bench.video import run_video_bench
 
         result = run_video_bench(settings=settings, clip=args.video_file, seconds=args.seconds, repeats=args.repeats)
+        result["command"] = "udfd " + shlex.join(args.argv)
     else:
         from udfd.bench.latency import run_bench
 
