@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/loso/lite0_frozen"))
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--card-name", help="the model's name in its card (default: the output folder's name)")
     p.add_argument("--version", default="1.0", help="checkpoint version written to config.json and the card")
     p.add_argument("--balance", action="store_true",
                    help="weight the train reals so every known ethnicity (manifest notes) has the same total weight")
@@ -208,7 +209,7 @@ def _finish_folder(det: TimmDetector, logit: dict[str, np.ndarray], y: np.ndarra
     save_split(out / "split.json", samples, split, seed=args.seed)
     rec = det.meta["init_weights"]
     cfg = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()} | {"data": root.name, "C": c}
-    card = render_card(template="detector.md", model_name=out.name, dataset=root.name, results=results, context={
+    card = render_card(template="detector.md", model_name=args.card_name or out.name, dataset=root.name, results=results, context={
         "family": det.family, "library_name": None, "script": "loso_frozen.py",
         "architecture": f"timm {args.model}, frozen ImageNet backbone (eval-mode batch norm) + logistic-regression"
                         f" head (L2 C={c}, chosen by validation log loss) on {_head_desc(args)}, no augmentation",
