@@ -1,6 +1,6 @@
 """Rewrite README.md's result tables from the committed JSON in benchmarks/results/ (no measuring).
 
-    python benchmarks/update_readme.py        # robustness, fast paths, load, memory, batching, cold start
+    python benchmarks/update_readme.py        # robustness, fast paths, load, memory, batching, cold start, video
 
 Each table sits between `<!-- name -->` and `<!-- /name -->` markers; `udfd bench --fast --readme README.md`
 rewrites the fast-path one while measuring.
@@ -80,6 +80,28 @@ def cold_start_summary(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def video_summary(runs: list[dict[str, Any]]) -> str:
+    """One line per run (command, date, detectors, load) and one table row per path of each run."""
+    lines = []
+    for r in runs:
+        env = r["environment"]
+        contended = " (CONTENDED: other work on the cores)" if any("CONTENDED" in n for n in r["notes"]) else ""
+        lines.append(f"- `{r.get('command', 'udfd bench --video')}` ({r['created']}, {', '.join(d.split('@', 1)[1] for d in r['detectors']['udfd'])}, "
+                     f"best of {r['repeats']}, load average {env['load_avg_before'][0]} before / "
+                     f"{env['load_avg_after'][0]} after, CPU busy {env['cpu_busy_before']} / "
+                     f"{env['cpu_busy_after']}{contended})")
+    lines += ["", "| clip (first 10 s) | path | frames analysed | wall s | × real time | model share | "
+              "peak MiB (traced) | verdict fake_prob |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        c = r["clip"]
+        clip = f"{c['file']} ({c['width']}×{c['height']}, {c['fps']:g} fps)"
+        for p in r["paths"].values():
+            lines.append(f"| {clip} | {p['label']} | {p['frames_analysed']} | {p['wall_s']:.2f} | "
+                         f"{p['realtime_factor']:.2f} | {100 * p['stage_share']['model']:.0f}% | "
+                         f"{p['peak_traced_mib']:.0f} | {p['verdict']['fake_prob']:.3f} |")
+    return "\n".join(lines)
+
+
 def _read(name: str) -> dict[str, Any]:
     return json.loads((RESULTS / name).read_text(encoding="utf-8"))
 
@@ -104,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold-start": lambda: cold_start_summary(_read("cold_start.json")),
         "bench-side-by-side": lambda: side_by_side_markdown(_read("bench_side_by_side.json")),
         "bench-side-by-side-vit-b16": lambda: vit_side_by_side_markdown(_read("bench_side_by_side_vit_b16.json")),
+        "bench-video": lambda: video_summary([_read("bench_video.json"), _read("bench_video_1080p.json")]),
     }
     for name, render in renders.items():
         text = replace_marked_block(text, name, render(), heading=f"### {name}")
