@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     text = readme.read_text(encoding="utf-8")
     renders = {
         "robustness-summary": lambda: robustness_summary(_read("robustness.json")),
+        "robustness-default": lambda: robustness_summary(_read("robustness_default.json")),
         "bench-fast": lambda: fast_markdown(_read("bench_fast.json")),
         "load-test": lambda: load_summary([json.loads(f.read_text(encoding="utf-8"))
                                            for f in sorted(RESULTS.glob("load_test*.json"))]),

@@ -19,6 +19,8 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (30, 100)
     rescale_prob: float = 0.5
     rescale: tuple[float, float] = (0.35, 1.0)
+    noise_prob: float = 0.0  # additive Gaussian sensor noise, before rescaling and compression (off by default)
+    noise_std: tuple[float, float] = (0.0, 0.03)  # in [0, 1] pixel units, like udfd.perturb's noiseS
 
 
 def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
@@ -37,6 +39,9 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
         out = cv2.warpAffine(np.ascontiguousarray(out), m, (out.shape[1], out.shape[0]),
                              borderMode=cv2.BORDER_REFLECT_101)
     out = _jitter(np.ascontiguousarray(out), rng, cfg.jitter)
+    if cfg.noise_prob and rng.random() < cfg.noise_prob:
+        std = rng.uniform(*cfg.noise_std) * 255.0
+        out = np.clip(out.astype(np.float32) + rng.normal(0.0, std, out.shape), 0, 255).astype(np.uint8)
     if rng.random() < cfg.rescale_prob:
         f = rng.uniform(*cfg.rescale)
         small = cv2.resize(out, (max(8, int(out.shape[1] * f)), max(8, int(out.shape[0] * f))),

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from any folder
 
+from training.augment import AugmentConfig, augment  # noqa: E402
 from training.data import cached_crops, list_samples, split_samples  # noqa: E402
 from training.loso import loso_split, write_run_scores  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
@@ -42,16 +44,39 @@ log = logging.getLogger(__name__)
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
-def embed(detector: TimmDetector, crops: np.ndarray, *, batch: int = 64) -> np.ndarray:
+AUGMENT = AugmentConfig(noise_prob=0.3)  # the training augmentation plus sensor noise, for --augment-copies
+
+
+def embed(detector: TimmDetector, crops: np.ndarray, *, batch: int = 64,
+          transform: Callable[[int, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """The head's input for every crop (`transform(i, crop)` first, when given)."""
     from tqdm.auto import tqdm
 
     detector.module().eval()
     out = []
     with torch.inference_mode():
         for s in tqdm(range(0, len(crops), batch), desc="features", unit="batch"):
-            x = detector.preprocess([crops[i] for i in range(s, min(s + batch, len(crops)))])
+            idx = range(s, min(s + batch, len(crops)))
+            x = detector.preprocess([crops[i] if transform is None else transform(i, crops[i]) for i in idx])
             out.append(detector.head_input(x).float().numpy())
     return np.concatenate(out)
+
+
+def augmented_features(det: TimmDetector, crops: np.ndarray, key: str, copies: int, *, seed: int,
+                       cache_dir: Path) -> list[np.ndarray]:
+    """`copies` augmented views of every crop (seeded per crop and copy), embedded once and cached."""
+    views = []
+    for k in range(copies):
+        path = cache_dir / f"feats-{key}-aug{k}-{hashlib.sha256(repr((AUGMENT, seed)).encode()).hexdigest()[:8]}.npy"
+        if path.is_file():
+            views.append(np.load(path))
+            continue
+        n = len(crops)
+        views.append(embed(det, crops, transform=lambda i, c, k=k: augment(c, np.random.default_rng(
+            (seed, k, i)), AUGMENT)))
+        np.save(path, views[-1])
+        log.info("augmented view %d of %d crops embedded (%s)", k + 1, n, path.name)
+    return views
 
 
 def group_weights(labels: np.ndarray, groups: list[str], train: list[int]) -> np.ndarray:
@@ -119,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", default="1.0", help="checkpoint version written to config.json and the card")
     p.add_argument("--balance", action="store_true",
                    help="weight the train reals so every known ethnicity (manifest notes) has the same total weight")
+    p.add_argument("--augment-copies", type=int, default=0,
+                   help="add this many augmented views (flip, rotation, crop, colour, noise, rescale, JPEG) of every "
+                        "train face to the head's training rows; validation and scoring stay on the clean crops")
     p.add_argument("--only-in-dist", action="store_true", help="skip the LOSO folds (they are in the score files)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -139,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         x = embed(det, crops)
         np.save(feat_path, x)
+    views = augmented_features(det, crops, key, args.augment_copies, seed=args.seed, cache_dir=args.cache_dir)
+    x_all, y_all = np.concatenate([x, *views]), np.concatenate([y] * (1 + len(views)))
     results: dict[str, object] = {}
     runs = [] if args.only_in_dist else [(f.name, loso_split(samples, f.name, seed=args.seed, val=0.1, test=0.1))
                                          for f in FOLDS]
@@ -147,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     groups = [ethnicity.get(s.path, UNKNOWN) for s in samples]
     for name, split in runs:
         weights = group_weights(y, groups, split["train"]) if args.balance else None
-        w, b, c = fit_head(x, y, split["train"], split["val"], weights)
+        train = list(split["train"]) + [k * len(x) + i for k in range(1, 1 + len(views)) for i in split["train"]]
+        if weights is not None:
+            weights = np.concatenate([weights] * (1 + len(views)))
+        w, b, c = fit_head(x_all, y_all, train, split["val"], weights)
         logit = {k: x[v] @ w + b for k, v in split.items() if v}
         probs = {k: 1 / (1 + np.exp(-v)) for k, v in logit.items()}
         loso = name if name != "in_dist" else None
@@ -212,7 +245,9 @@ def _finish_folder(det: TimmDetector, logit: dict[str, np.ndarray], y: np.ndarra
     card = render_card(template="detector.md", model_name=args.card_name or out.name, dataset=root.name, results=results, context={
         "family": det.family, "library_name": None, "script": "loso_frozen.py",
         "architecture": f"timm {args.model}, frozen ImageNet backbone (eval-mode batch norm) + logistic-regression"
-                        f" head (L2 C={c}, chosen by validation log loss) on {_head_desc(args)}, no augmentation",
+                        f" head (L2 C={c}, chosen by validation log loss) on {_head_desc(args)}, "
+                        + (f"{args.augment_copies} augmented view(s) of every train face added (flip, rotation,"
+                           " crop, colour, sensor noise, rescale, JPEG)" if args.augment_copies else "no augmentation"),
         "input_desc": f"RGB face crop resized to {det.image_size} px", "dtype": "float16",
         "n_params": f"{sum(p.numel() for p in det.module().parameters()) / 1e6:.2f} M"
                     f" ({sum(p.numel() for p in det.module().get_classifier().parameters()) // 2 + 1} trained)",
