@@ -11,12 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
+import udfd.video as video_module
 from tests.conftest import face_clip, write_video
 from udfd.config import VideoSettings
 from udfd.errors import MediaError, UdfdError
 from udfd.lips import LIP_LANDMARKS, fallback_lip_box, lip_box
 from udfd.video import (
     flow_grey,
+    flow_grey_from_luma,
     flow_magnitude,
     sample_video,
     select_frames,
@@ -155,6 +157,80 @@ def test_uniform_selection_setting(tmp_path: Path) -> None:
     assert sample.selection == "uniform" and list(sample.indices) == uniform_indices(10, 3)
     with pytest.raises(UdfdError, match="unknown frame selection"):
         sample_video(tmp_path / "m.mp4", VideoSettings(selection="best"))
+
+
+def test_uniform_selection_converts_the_same_frames_it_skips_decoding(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "m.mp4", _moving_frames(10))
+    sample = sample_video(path, VideoSettings(frames=3, selection="uniform"))
+    cap = cv2.VideoCapture(str(path))
+    every = [cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2RGB) for _ in range(10)]
+    cap.release()
+    assert sample.info.frame_count == 10
+    for i, frame in zip(sample.indices, sample.frames, strict=True):
+        np.testing.assert_array_equal(frame, every[i])
+
+
+def test_flow_grey_from_luma_gives_the_grey_of_the_colour_frame() -> None:
+    rng = np.random.default_rng(3)
+    grey = cv2.GaussianBlur(rng.integers(0, 256, (60, 80), dtype=np.uint8), (0, 0), 2)
+    luma = np.round(16 + grey.astype(np.float64) * 219 / 255).astype(np.uint8)  # limited range, as decoded
+    roi = (10, 5, 70, 55)
+    expected = flow_grey(np.dstack([grey] * 3), roi, 32)
+    got = flow_grey_from_luma(luma, roi, 32)
+    assert got.shape == (32, 32) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - expected).max() <= 2
+
+
+def _luma_for(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[bool]:
+    """Route this clip's pixel format through the luma path; the list records whether each call used it."""
+    cap = cv2.VideoCapture(str(path))
+    fmt = video_module._pixel_format(cap)
+    cap.release()
+    if not fmt:
+        pytest.skip("this OpenCV build does not report the pixel format")
+    monkeypatch.setattr(video_module, "GREY_PLANE_FORMATS", frozenset({fmt}))
+    used: list[bool] = []
+    original = video_module._sample_on_luma
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        out = original(*args, **kwargs)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(video_module, "_sample_on_luma", spy)
+    return used
+
+
+@pytest.mark.parametrize("max_frames", [1800, 8])
+def test_luma_path_selects_what_the_colour_path_selects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        max_frames: int) -> None:
+    bright = [f // 2 + 128 for f in _moving_frames(12)]  # far from mid-grey: the luma range must be expanded
+    path = write_video(tmp_path / "moving.mp4", bright)
+    settings = VideoSettings(frames=4, flow_threshold=0.5, flow_size=64, max_frames=max_frames)
+    colour = sample_video(path, settings)
+    used = _luma_for(monkeypatch, path)
+    luma = sample_video(path, settings)
+    assert used == [True]
+    assert luma.indices == colour.indices and luma.selection == colour.selection == "optical_flow"
+    assert luma.truncated == colour.truncated == (max_frames == 8)
+    assert luma.info == colour.info
+    np.testing.assert_allclose(luma.magnitudes, colour.magnitudes, atol=0.05 * float(colour.magnitudes.max()))
+    for a, b in zip(luma.frames, colour.frames, strict=True):
+        np.testing.assert_array_equal(a, b)  # the selected frames are converted exactly as before
+
+
+def test_luma_path_falls_back_when_the_plane_does_not_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_video(tmp_path / "moving.mp4", _moving_frames(12))
+    settings = VideoSettings(frames=4, flow_threshold=0.5, flow_size=64)
+    colour = sample_video(path, settings)
+    used = _luma_for(monkeypatch, path)
+    monkeypatch.setattr(video_module, "LUMA_CHECK_TOLERANCE", -1.0)  # no luma plane can pass
+    sample = sample_video(path, settings)
+    assert used == [False]
+    assert sample.indices == colour.indices
+    np.testing.assert_array_equal(sample.magnitudes, colour.magnitudes)
+    for a, b in zip(sample.frames, colour.frames, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("content", [b"", b"this is not a video at all\n" * 10, bytes(range(256)) * 64])
