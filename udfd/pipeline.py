@@ -20,6 +20,7 @@ from udfd.faces import FaceDetector, detect_faces, get_face_detector, scale_box,
 from udfd.lips import get_lip_cropper
 from udfd.loader import load_detector
 from udfd.media import decode_image, image_limits, read_image
+from udfd.noise import NOISY_FACE, noise_level
 from udfd.perturb import tta_views
 from udfd.plain import counted
 from udfd.provenance import Provenance, apply_evidence, provenance_of
@@ -152,6 +153,9 @@ def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: Fac
     notes += _face_count_notes(prepared, settings.faces.max_faces)
     if any(face_verdicts[i].uncertain_reason == "small_face" for i in range(len(faces))):
         notes.append(f"a face smaller than {MIN_FACE_SIDE} px is too small to judge: its verdict is uncertain")
+    if any(face_verdicts[i].uncertain_reason == "noisy" for i in range(len(faces))):
+        notes.append("a face in a grainy photo: sensor noise looks like manipulation to the default detectors "
+                     "(with noise of 2 % they call 45 % of real photos fake), so its verdict is uncertain")
     notes += _provenance_notes(provenance)
     timings["total"] = sum(timings.values())
     return Verdict(
@@ -268,12 +272,15 @@ def uncertainty(scores: Sequence[Score], *, band: float, disagreement: float | N
 
 def input_reason(face: FaceCrop) -> str:
     """Why a face's score has nothing behind it, whatever its value: "no_face" (no face was found, the whole image
-    or frame was scored) or "small_face" (a crop under MIN_FACE_SIDE px, upscaled to the detector's size); "" when
-    the input is fine. Such verdicts are "cannot tell" (uncertain). Pure."""
+    or frame was scored), "small_face" (a crop under MIN_FACE_SIDE px, upscaled to the detector's size) or "noisy"
+    (sensor noise above `udfd.noise.NOISY_FACE`, which the detectors mistake for manipulation); "" when the input
+    is fine. Such verdicts are "cannot tell" (uncertain). Pure."""
     if not face.face_found:
         return "no_face"
     if min(face.pixels.shape[:2]) < MIN_FACE_SIDE:
         return "small_face"
+    if noise_level(face.pixels) > NOISY_FACE:
+        return "noisy"
     return ""
 
 

@@ -25,6 +25,7 @@ WHY_UNCERTAIN = {
     "disagreement": "the detectors disagree",
     "no_face": "no face was found, so the whole picture was scored",
     "small_face": "the face is too small to judge",
+    "noisy": "the photo is too grainy: noise looks like manipulation to the detectors",
 }
 
 

@@ -107,7 +107,8 @@ class FaceVerdict:
     uncertain: bool
     # Why it is uncertain: "band" (near the threshold), "tta" (near it once the band is widened by the spread of
     # test-time-augmented scores), "disagreement" (detectors call it differently), "no_face" (no face found: the
-    # whole image or frame was scored), "small_face" (a crop too small to judge); "" when certain.
+    # whole image or frame was scored), "small_face" (a crop too small to judge), "noisy" (a grainy crop: sensor
+    # noise the detectors mistake for manipulation); "" when certain.
     uncertain_reason: str = ""
     # For an ensemble deciding: each member's own calibrated fake_prob for this face (shown beside its verdict).
     members: dict[str, float] = field(default_factory=dict)
