@@ -101,6 +101,12 @@ def upload_limit(settings: Settings) -> int:
     return max(settings.max_file_bytes, settings.video.max_file_bytes)
 
 
+# Gradio keeps the last state of this many sessions in memory (default 10,000); every API call without a session is a
+# new one, and each held ~0.2 MB here (the server crept by 190 MB per 1,000 requests). A visitor's Video tab state
+# (what the feedback buttons flag) survives the next SESSION_CAPACITY sessions.
+SESSION_CAPACITY = 200
+
+
 def launch_options(settings: Settings) -> dict[str, Any]:
     """`demo.launch` keywords that bound what one request may send: uploads up to `upload_limit` (each handler
     then applies its own kind's limit), and request bodies up to that (uploads) or to the inline-data limit of
@@ -109,7 +115,8 @@ def launch_options(settings: Settings) -> dict[str, Any]:
 
     body = Middleware(BodyLimit, upload_bytes=upload_limit(settings) + _FRAMING,
                       other_bytes=inline_limit(settings.max_file_bytes) + _FRAMING)
-    return {"max_file_size": upload_limit(settings), "app_kwargs": {"middleware": [body]}}
+    return {"max_file_size": upload_limit(settings), "app_kwargs": {"middleware": [body]},
+            "state_session_capacity": SESSION_CAPACITY}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -589,3 +589,12 @@ def test_video_frames_beyond_the_side_or_aspect_limits_are_refused(tmp_path: Pat
     path = _mjpeg_avi(tmp_path / "strip.avi", [np.full((16, 672, 3), 128, np.uint8)] * 3)  # 42 : 1
     with pytest.raises(MediaError, match="video frame is 672\N{MULTIPLICATION SIGN}16 pixels: one side is more"):
         analyze_video(path, settings=Settings(), detectors=[tiny_video_vit])
+
+
+def test_the_server_keeps_a_bounded_number_of_sessions(tiny_vit_dir: Path, tmp_path: Path):
+    """Gradio holds the last state of every session (10,000 by default); each API call without a session is a new
+    one, so the server crept by ~0.2 MB per request. `python app.py` caps them at app.SESSION_CAPACITY."""
+    settings = _settings(tiny_vit_dir, tmp_path / "fb", flags_per_minute=1000)
+    demo = app.build_app(settings)
+    with serve(demo, **app.launch_options(settings)):
+        assert demo.state_holder.capacity == app.SESSION_CAPACITY <= 1000
