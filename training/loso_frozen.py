@@ -44,10 +44,10 @@ log = logging.getLogger(__name__)
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
-AUGMENTS = {  # --augment: the views --augment-copies adds
-    "full": AugmentConfig(noise_prob=0.3),  # the training augmentation plus sensor noise
-    "degrade": AugmentConfig(max_rotation=0.0, crop_scale=(1.0, 1.0), jitter=0.0, jpeg_prob=0.5,
-                             rescale_prob=0.3, noise_prob=0.5),  # only what a photo suffers: noise, rescale, JPEG
+AUGMENTS = {  # --augment: the views --augment-copies adds, and how the card describes them
+    "full": (AugmentConfig(noise_prob=0.3), "flip, rotation, crop, colour, sensor noise, rescale, JPEG"),
+    "degrade": (AugmentConfig(max_rotation=0.0, crop_scale=(1.0, 1.0), jitter=0.0, jpeg_prob=0.5, rescale_prob=0.3,
+                              noise_prob=0.5), "flip, sensor noise, rescale, JPEG"),  # only what a photo suffers
 }
 
 
@@ -75,11 +75,10 @@ def augmented_features(det: TimmDetector, crops: np.ndarray, key: str, copies: i
         if path.is_file():
             views.append(np.load(path))
             continue
-        n = len(crops)
         views.append(embed(det, crops, transform=lambda i, c, k=k: augment(c, np.random.default_rng(
             (seed, k, i)), cfg)))
         np.save(path, views[-1])
-        log.info("augmented view %d of %d crops embedded (%s)", k + 1, n, path.name)
+        log.info("augmented view %d of %d crops embedded (%s)", k + 1, len(crops), path.name)
     return views
 
 
@@ -175,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         x = embed(det, crops)
         np.save(feat_path, x)
     views = augmented_features(det, crops, key, args.augment_copies, seed=args.seed, cache_dir=args.cache_dir,
-                               cfg=AUGMENTS[args.augment])
+                               cfg=AUGMENTS[args.augment][0])
     x_all, y_all = np.concatenate([x, *views]), np.concatenate([y] * (1 + len(views)))
     results: dict[str, object] = {}
     runs = [] if args.only_in_dist else [(f.name, loso_split(samples, f.name, seed=args.seed, val=0.1, test=0.1))
@@ -254,9 +253,8 @@ def _finish_folder(det: TimmDetector, logit: dict[str, np.ndarray], y: np.ndarra
         "family": det.family, "library_name": None, "script": "loso_frozen.py",
         "architecture": f"timm {args.model}, frozen ImageNet backbone (eval-mode batch norm) + logistic-regression"
                         f" head (L2 C={c}, chosen by validation log loss) on {_head_desc(args)}, "
-                        + (f"{args.augment_copies} augmented view(s) of every train face added ("
-                           + ("flip, rotation, crop, colour, sensor noise, rescale, JPEG" if args.augment == "full"
-                              else "flip, sensor noise, rescale, JPEG") + ")" if args.augment_copies else "no augmentation"),
+                        + (f"{args.augment_copies} augmented view(s) of every train face added"
+                           f" ({AUGMENTS[args.augment][1]})" if args.augment_copies else "no augmentation"),
         "input_desc": f"RGB face crop resized to {det.image_size} px", "dtype": "float16",
         "n_params": f"{sum(p.numel() for p in det.module().parameters()) / 1e6:.2f} M"
                     f" ({sum(p.numel() for p in det.module().get_classifier().parameters()) // 2 + 1} trained)",
