@@ -109,6 +109,9 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             page.get_by_role("button", name="Analyse", exact=True).focus()
             page.keyboard.press("Enter")
             sync_api.expect(page.locator("#verdict-sentence")).to_contain_text(re.compile(r"\S"), timeout=WAIT_MS)
+            link = page.locator("#report a[href]").first
+            sync_api.expect(link).to_have_attribute("href", re.compile(r"udfd-report-.*\.html"), timeout=WAIT_MS)
+            before = link.get_attribute("href")  # the upload's report: the example's must replace it
             page.get_by_text("fake faceswap fairface 0175 on 0085").first.click()
             sync_api.expect(page.get_by_text(re.compile(r"processing \|"))).to_have_count(0, timeout=WAIT_MS)
             sync_api.expect(page.locator("#verdict-sentence")).to_contain_text(
@@ -116,7 +119,7 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             # The Verdict JSON is collapsed until opened; the evidence report downloads.
             page.get_by_text("Verdict JSON", exact=True).first.click()
             sync_api.expect(page.get_by_text('"overall"').first).to_be_visible(timeout=WAIT_MS)
-            link = page.locator("#report a[href]").first
+            sync_api.expect(link).not_to_have_attribute("href", before, timeout=WAIT_MS)
             sync_api.expect(link).to_have_attribute("href", re.compile(r"udfd-report-.*\.html"), timeout=WAIT_MS)
             said = page.locator("#verdict-sentence").inner_text().strip()
             with page.expect_download(timeout=WAIT_MS) as download:  # a click on the link downloads the page
