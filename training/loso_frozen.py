@@ -232,8 +232,12 @@ def _save(det: TimmDetector, w: np.ndarray, b: float, val_logit: np.ndarray, y_v
 
 
 def _finish_folder(det: TimmDetector, logit: dict[str, np.ndarray], y: np.ndarray, samples: list, split: dict,
-                   root: Path, args: argparse.Namespace, c: float) -> None:
-    """eval_results.json, split.json and the model card of the in-distribution checkpoint (as train_image writes)."""
+                   root: Path, args: argparse.Namespace, c: float, *, script: str = "loso_frozen.py",
+                   architecture: str | None = None, n_trained: int | None = None) -> None:
+    """eval_results.json, split.json and the model card of the in-distribution checkpoint (as train_image writes).
+
+    `architecture` and `n_trained` describe another recipe on the same network (loso_partial.py); by default the
+    frozen backbone + logistic head of this script."""
     from training.data import save_split
     from training.train_image import _data_desc
     from udfd.cards import render_card, write_card
@@ -250,14 +254,16 @@ def _finish_folder(det: TimmDetector, logit: dict[str, np.ndarray], y: np.ndarra
     rec = det.meta["init_weights"]
     cfg = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()} | {"data": root.name, "C": c}
     card = render_card(template="detector.md", model_name=args.card_name or out.name, dataset=root.name, results=results, context={
-        "family": det.family, "library_name": None, "script": "loso_frozen.py",
-        "architecture": f"timm {args.model}, frozen ImageNet backbone (eval-mode batch norm) + logistic-regression"
-                        f" head (L2 C={c}, chosen by validation log loss) on {_head_desc(args)}, "
-                        + (f"{args.augment_copies} augmented view(s) of every train face added"
-                           f" ({AUGMENTS[args.augment][1]})" if args.augment_copies else "no augmentation"),
+        "family": det.family, "library_name": None, "script": script,
+        "architecture": architecture or (
+            f"timm {args.model}, frozen ImageNet backbone (eval-mode batch norm) + logistic-regression"
+            f" head (L2 C={c}, chosen by validation log loss) on {_head_desc(args)}, "
+            + (f"{args.augment_copies} augmented view(s) of every train face added"
+               f" ({AUGMENTS[args.augment][1]})" if args.augment_copies else "no augmentation")),
         "input_desc": f"RGB face crop resized to {det.image_size} px", "dtype": "float16",
         "n_params": f"{sum(p.numel() for p in det.module().parameters()) / 1e6:.2f} M"
-                    f" ({sum(p.numel() for p in det.module().get_classifier().parameters()) // 2 + 1} trained)",
+                    f" ({n_trained or sum(p.numel() for p in det.module().get_classifier().parameters()) // 2 + 1}"
+                    " trained)",
         "threshold": det.threshold, "thresholds": {"max_f1": det.meta.get("threshold_max_f1", det.threshold)},
         "temperature": det.temperature, "version": args.version, "seed": args.seed, "crop_size": args.crop_size,
         "pretrained": f"ImageNet-1k ({rec['package']}=={rec['version']}, sha256 {rec['sha256']}, {rec['licence']})",
