@@ -17,6 +17,7 @@ from udfd.config import VideoSettings
 from udfd.errors import MediaError, UdfdError
 from udfd.lips import LIP_LANDMARKS, fallback_lip_box, lip_box
 from udfd.video import (
+    MotionPool,
     flow_grey,
     flow_grey_from_luma,
     flow_magnitude,
@@ -60,6 +61,24 @@ def test_flow_magnitude_measures_a_shift() -> None:
     moved = flow_magnitude(base[:128, :128], base[:128, 3:131])
     assert still < 0.05
     assert 2.0 < moved < 4.0  # a 3-pixel horizontal shift
+
+
+def test_motion_pool_gives_the_sequential_magnitudes_in_order_and_bounds_what_waits() -> None:
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (160, 200), dtype=np.uint8), (0, 0), 2)
+    greys = [np.ascontiguousarray(base[:128, s:s + 128]) for s in (0, 3, 3, 7, 1, 12, 12, 5, 9, 0)]
+    expected = [0.0] + [flow_magnitude(a, b) for a, b in zip(greys, greys[1:])]
+    got, most_waiting = [], 0
+    with MotionPool(workers=2, depth=3) as pool:
+        for i, grey in enumerate(greys):
+            got += pool.add(grey, payload=f"frame {i}")
+            most_waiting = max(most_waiting, i + 1 - len(got))
+        got += pool.finish()
+    assert [i for i, _, _ in got] == list(range(len(greys)))  # every frame once, oldest first
+    assert [payload for _, _, payload in got] == [f"frame {i}" for i in range(len(greys))]
+    assert [m for _, m, _ in got] == pytest.approx(expected, abs=1e-9)  # the same numbers as measuring in order
+    assert most_waiting <= 3  # at most `depth` frames (and their payloads) held at once
+    assert pool.finish() == []
 
 
 def test_flow_grey_uses_the_roi_and_does_not_mutate() -> None:

@@ -21,10 +21,12 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -126,6 +128,58 @@ def flow_magnitude(previous: np.ndarray, current: np.ndarray) -> float:
     """Mean Farneback optical-flow magnitude (pixels) between two grey frames of the same size."""
     flow = cv2.calcOpticalFlowFarneback(previous, current, None, 0.5, 3, 15, 3, 5, 1.2, 0)
     return float(np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2).mean())
+
+
+class MotionPool:
+    """Flow of consecutive grey frames measured on worker threads, handed back in frame order.
+
+    Farneback runs on one core (3.1 ms per 128² pair with one OpenCV thread or two) and releases the GIL, as does
+    decoding, so the reader decodes frame i+1 while workers measure the pairs before it. `add(grey, payload)`
+    returns the frames whose magnitude is known, oldest first, as (index, magnitude, payload); at most `depth`
+    frames (and their payloads) wait at once, `finish()` returns the rest. Magnitudes are `flow_magnitude`'s (0.0
+    for the first frame), the same numbers as measuring in the reader's thread. Use as a context manager (the
+    workers stop on exit).
+    """
+
+    def __init__(self, *, workers: int | None = None, depth: int = 4) -> None:
+        self._depth = max(1, depth)
+        self._pool = ThreadPoolExecutor(max_workers=workers or max(1, min(2, os.cpu_count() or 1)),
+                                        thread_name_prefix="udfd-motion")
+        self._pending: deque[tuple[int, Future[float] | float, Any]] = deque()
+        self._previous: np.ndarray | None = None
+        self._next = 0
+        self.wait_s = 0.0  # time the caller spent waiting for a magnitude
+
+    def __enter__(self) -> MotionPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, grey: np.ndarray, payload: Any = None) -> list[tuple[int, float, Any]]:
+        job: Future[float] | float = 0.0
+        if self._previous is not None:
+            job = self._pool.submit(flow_magnitude, self._previous, grey)
+        self._previous = grey
+        self._pending.append((self._next, job, payload))
+        self._next += 1
+        return self._ready(block_beyond=self._depth)
+
+    def finish(self) -> list[tuple[int, float, Any]]:
+        return self._ready(block_beyond=0)
+
+    def _ready(self, *, block_beyond: int) -> list[tuple[int, float, Any]]:
+        out = []
+        while self._pending:
+            i, job, payload = self._pending[0]
+            if isinstance(job, Future) and not job.done() and len(self._pending) <= block_beyond:
+                break
+            t0 = time.perf_counter()
+            magnitude = job.result() if isinstance(job, Future) else job
+            self.wait_s += time.perf_counter() - t0
+            self._pending.popleft()
+            out.append((i, magnitude, payload))
+        return out
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -312,33 +366,12 @@ def _sample_one_reader(name: str, cap: cv2.VideoCapture, settings: VideoSettings
     kept: dict[int, np.ndarray] = {}
     mags: list[float] = []
     head: _First | None = None
-    previous: np.ndarray | None = None
     truncated = False
     decode_s = motion_s = 0.0  # the first frame's motion time includes finding the face region
-    while True:
-        if len(mags) >= limit:
-            truncated = bool(cap.grab())
-            break
-        i = len(mags)
-        t0 = time.perf_counter()
-        if flow_on or i == 0 or i in uniform_wanted:
-            ok, bgr = cap.read()
-            ok = ok and bgr is not None
-        else:
-            ok, bgr = cap.grab(), None
-        if not ok:
-            break
-        t1 = time.perf_counter()
-        decode_s += t1 - t0
-        if i == 0:
-            head = _first_frame(name, bgr, settings, roi_finder, flow_on)
-        magnitude = 0.0
-        if flow_on:  # measured on the decoded frame's face region: no full-frame colour conversion needed
-            grey = flow_grey(bgr, head.roi_full, settings.flow_size, code=cv2.COLOR_BGR2GRAY)
-            # In pixels of the analysed (downscaled) frame, so θ does not depend on flow_size.
-            magnitude = flow_magnitude(previous, grey) * head.scale if previous is not None else 0.0
-            previous = grey
-            motion_s += time.perf_counter() - t1
+
+    def consider(i: int, magnitude: float, bgr: np.ndarray | None) -> None:
+        """Frame i's motion is known (frames arrive in order): keep it if selection may still pick it."""
+        nonlocal decode_s
         mags.append(magnitude)
         candidate = flow_on and magnitude > settings.flow_threshold and (
             len(heap) < k or (magnitude, -i) > heap[0])
@@ -355,8 +388,40 @@ def _sample_one_reader(name: str, cap: cv2.VideoCapture, settings: VideoSettings
                     kept.pop(-neg, None)
         if i in uniform_wanted:
             kept[i] = frame
-        if progress and expected and i % 10 == 0:
-            progress(min(1.0, (i + 1) / expected), "decoding and measuring motion")
+
+    with MotionPool() as motion:
+        n_read = 0
+        while True:
+            if n_read >= limit:
+                truncated = bool(cap.grab())
+                break
+            i = n_read
+            t0 = time.perf_counter()
+            if flow_on or i == 0 or i in uniform_wanted:
+                ok, bgr = cap.read()
+                ok = ok and bgr is not None
+            else:
+                ok, bgr = cap.grab(), None
+            if not ok:
+                break
+            n_read += 1
+            t1 = time.perf_counter()
+            decode_s += t1 - t0
+            if i == 0:
+                head = _first_frame(name, bgr, settings, roi_finder, flow_on)
+            if flow_on:  # measured on the decoded frame's face region: no full-frame colour conversion needed
+                grey = flow_grey(bgr, head.roi_full, settings.flow_size, code=cv2.COLOR_BGR2GRAY)
+                motion_s += time.perf_counter() - t1
+                done = motion.add(grey, bgr)
+            else:
+                done = [(i, 0.0, bgr)]
+            for j, magnitude, frame_bgr in done:  # in pixels of the analysed frame, so θ does not depend on flow_size
+                consider(j, magnitude * head.scale, frame_bgr)
+            if progress and expected and i % 10 == 0:
+                progress(min(1.0, (i + 1) / expected), "decoding and measuring motion")
+        for j, magnitude, frame_bgr in motion.finish():
+            consider(j, magnitude * head.scale, frame_bgr)
+        motion_s += motion.wait_s
     if head is None:
         return _Decoded(mags, kept, None, truncated, 0, 0, decode_s, motion_s)
     return _Decoded(mags, kept, head.roi, truncated, head.width, head.height, decode_s, motion_s)
@@ -377,16 +442,16 @@ def _sample_on_luma(path: Path, cap: cv2.VideoCapture, settings: VideoSettings, 
     reference = flow_grey(bgr, head.roi_full, settings.flow_size, code=cv2.COLOR_BGR2GRAY)
     motion_s = time.perf_counter() - t1
     mags: list[float] = []
-    previous: np.ndarray | None = None
     truncated = False
-    with _quiet_opencv():  # OpenCV warns on every raw frame of a format it does not name ("treated as 8UC1")
-        planes = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_CONVERT_RGB, 0])
+    with _quiet_opencv(), MotionPool() as motion:  # OpenCV warns on every raw frame of a format it does not name
+        planes = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_CONVERT_RGB, 0])  # ("treated as 8UC1")
         try:
+            n_read = 0
             while True:
-                if len(mags) >= limit:
+                if n_read >= limit:
                     truncated = bool(planes.grab())
                     break
-                i = len(mags)
+                i = n_read
                 t0 = time.perf_counter()
                 ok, plane = planes.read()
                 if not ok or plane is None:
@@ -403,11 +468,13 @@ def _sample_on_luma(path: Path, cap: cv2.VideoCapture, settings: VideoSettings, 
                 if i == 0 and np.abs(grey.astype(np.float32) - reference).mean() > LUMA_CHECK_TOLERANCE:
                     log.debug("%s: the luma plane does not match the colour frame; measuring motion on colour", name)
                     return None
-                mags.append(flow_magnitude(previous, grey) * head.scale if previous is not None else 0.0)
-                previous = grey
-                motion_s += time.perf_counter() - t1
+                n_read += 1
+                motion_s += time.perf_counter() - t1  # waiting for the workers is counted at the end
+                mags.extend(magnitude * head.scale for _, magnitude, _ in motion.add(grey))
                 if progress and expected and i % 10 == 0:
                     progress(0.9 * min(1.0, (i + 1) / expected), "decoding and measuring motion")
+            mags.extend(magnitude * head.scale for _, magnitude, _ in motion.finish())
+            motion_s += motion.wait_s
         finally:
             planes.release()
     indices, fell_back = select_frames(mags, k=settings.frames, theta=settings.flow_threshold)
