@@ -1,12 +1,13 @@
 """Partial fine-tune: an ImageNet backbone frozen up to one block, its last block(s) + the statistics head trained.
 
-    python training/loso_partial.py --data ../shared/data/faces --train-from 6 --member lite0_ft6 \
-        --out runs/loso/lite0_ft6
+    python training/loso_partial.py --data ../shared/data/faces --train-last 1 --member lite0_ft1 \
+        --out runs/loso/lite0_ft1
 
 Same network and outputs as `loso_frozen.py --stats-stages 4` (a `timm` checkpoint with `arch.stats_stages`: the
-loader needs no new code), but the blocks from `--train-from` on are trained too. The frozen part (eval-mode batch
-norm) runs once per face: its output activations for every crop and its horizontal mirror are cached, so an epoch
-over the cached activations costs seconds on a CPU. Per fold the trained blocks start from the ImageNet weights and
+loader needs no new code), but the last `--train-last` inverted-residual blocks are trained too (Lite0: 1 =
+blocks.6.0, 2 = blocks.5.3 + blocks.6.0, 5 = blocks[5:]). The frozen part (eval-mode batch norm) runs once per face:
+its output activations for every crop and its horizontal mirror are cached (`--cache-last` >= `--train-last` caches
+them earlier, so one pass serves several runs), and an epoch over the cached activations costs seconds on a CPU. Per fold the trained blocks start from the ImageNet weights and
 the linear head from loso_frozen's logistic head on the untrained features (epoch 0 *is* the frozen model); AdamW
 trains both on the train rows (both views), batch norm stays in eval mode, and the epoch with the lowest validation
 log loss is kept (epoch 0 included, so a fine-tune that does not help falls back to the frozen head).
@@ -71,33 +72,45 @@ def stats(maps: torch.Tensor) -> torch.Tensor:
     return torch.cat([maps.mean(dim=(2, 3)), maps.std(dim=(2, 3))], dim=1)
 
 
-def prefix_activations(det: TimmDetector, crops: np.ndarray, first: int, *, batch: int = 64) -> np.ndarray:
-    """(N, C, H, W) float16 output of the frozen stem + blocks[:first] for every crop (eval mode)."""
+def ir_blocks(det: TimmDetector) -> list[tuple[str, nn.Module]]:
+    """(module name, block) of every inverted-residual block the head reads, in order (EfficientNet layout)."""
+    return [(f"blocks.{i}.{j}", blk) for i, stage in enumerate(det.net.backbone.blocks) for j, blk in enumerate(stage)]
+
+
+def prefix_activations(det: TimmDetector, crops: np.ndarray, start: int, *, batch: int = 64) -> np.ndarray:
+    """(N, C, H, W) float16 output of the frozen stem + the first `start` IR blocks for every crop (eval mode)."""
     from tqdm.auto import tqdm
 
     bb = det.net.backbone.eval()
+    frozen = [blk for _, blk in ir_blocks(det)[:start]]
     out = []
     with torch.inference_mode():
-        for s in tqdm(range(0, len(crops), batch), desc=f"blocks[:{first}]", unit="batch"):
+        for s in tqdm(range(0, len(crops), batch), desc=f"frozen prefix ({start} blocks)", unit="batch"):
             h = bb.bn1(bb.conv_stem(det.preprocess(list(crops[s:s + batch]))))
-            for blk in bb.blocks[:first]:
+            for blk in frozen:
                 h = blk(h)
             out.append(h.half().numpy())
     return np.concatenate(out)
 
 
-def cached_views(det: TimmDetector, crops: np.ndarray, first: int, key: str, cache_dir: Path) -> list[np.ndarray]:
-    """The prefix activations of the clean crops and of their horizontal mirrors, computed once and cached."""
+def cached_views(det: TimmDetector, crops: np.ndarray, start: int, cache_start: int, key: str,
+                 cache_dir: Path) -> list[np.ndarray]:
+    """Inputs of IR block `start` for the clean crops and their horizontal mirrors: cached after block
+    `cache_start` (<= start, computed once), then through the frozen blocks in between."""
     views = []
+    between = nn.Sequential(*[blk for _, blk in ir_blocks(det)[cache_start:start]]).eval()
     for name, imgs in (("clean", crops), ("flip", crops[:, :, ::-1])):
-        path = cache_dir / f"acts-{key}-b{first}-{name}.npy"
+        path = cache_dir / f"acts-{key}-ir{cache_start}-{name}.npy"
         if not path.is_file():
             cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, prefix_activations(det, imgs, first))
+            np.save(tmp, prefix_activations(det, imgs, cache_start))
             tmp.replace(path)
             log.info("cached %s activations of %d crops in %s", name, len(crops), path.name)
-        views.append(np.load(path))
+        acts = np.load(path)
+        views.append(acts if start == cache_start else
+                     np.concatenate([run_tail(between, acts, list(range(s, min(s + 512, len(acts))))).astype(
+                         np.float16) for s in range(0, len(acts), 512)]))
     return views
 
 
@@ -152,10 +165,12 @@ def train_tail(tail: Tail, views: list[np.ndarray], y: np.ndarray, train: list[i
     return {"best_epoch": best, "val_log_loss": losses}
 
 
-def save_checkpoint(det: TimmDetector, tail: Tail, first: int, val_logit: np.ndarray, y_val: np.ndarray,
+def save_checkpoint(det: TimmDetector, tail: Tail, val_logit: np.ndarray, y_val: np.ndarray,
                     args: argparse.Namespace, info: dict[str, object]) -> None:
     """The trained blocks and head written into the StageStatsNet (real logit 0, fake logit w·x + b), calibrated."""
-    det.net.backbone.blocks[first:].load_state_dict(tail.blocks.state_dict())
+    trained = ir_blocks(det)[-len(tail.blocks):]
+    for (_, dst), src in zip(trained, tail.blocks, strict=True):
+        dst.load_state_dict(src.state_dict())
     w, b = tail.raw_head()
     head = det.net.get_classifier()
     with torch.no_grad():
@@ -169,7 +184,7 @@ def save_checkpoint(det: TimmDetector, tail: Tail, first: int, val_logit: np.nda
     det.meta["threshold_max_f1"] = best_f1_threshold(y_val, p_val)
     det.save_pretrained(args.out / "model", metadata={
         "version": args.version, "threshold_rule": "youden", "crop_size": args.crop_size,
-        "head": {"kind": "linear, partial fine-tune", "trained_blocks": f"blocks[{first}:]", "lr": args.lr,
+        "head": {"kind": "linear, partial fine-tune", "trained_blocks": [n for n, _ in trained], "lr": args.lr,
                  "head_lr": args.head_lr, "weight_decay": args.weight_decay, **info}})
 
 
@@ -193,7 +208,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--crop-size", type=int, default=160)
     p.add_argument("--stats-stage", type=int, default=4, help="the feature stage whose mean and std feed the head")
-    p.add_argument("--train-from", type=int, default=6, help="first trained block (blocks[:N] stay frozen)")
+    p.add_argument("--train-last", type=int, default=1, help="train the last N inverted-residual blocks")
+    p.add_argument("--cache-last", type=int, help="cache the activations before the last M >= N blocks (default N)")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--min-epochs", type=int, default=0, help="keep at least this epoch (tests; default: best)")
     p.add_argument("--patience", type=int, default=1, help="epochs without a better val log loss before stopping")
@@ -201,9 +217,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of the trained blocks")
     p.add_argument("--head-lr", type=float, default=1e-3, help="AdamW learning rate of the standardised head")
     p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--member", default="lite0_ft6")
+    p.add_argument("--member", default="lite0_ft1")
     p.add_argument("--scores-dir", type=Path, default=Path("runs/scores"))
-    p.add_argument("--out", type=Path, default=Path("runs/loso/lite0_ft6"))
+    p.add_argument("--out", type=Path, default=Path("runs/loso/lite0_ft1"))
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--card-name", help="the model's name in its card (default: the output folder's name)")
@@ -228,14 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     y = np.array([s.label for s in samples])
     det = TimmDetector.create({"model": args.model, "init": "imagenet", "image_size": args.image_size,
                                "freeze_backbone": True, "stats_stages": [args.stats_stage]})
-    first = args.train_from
-    if not 0 < first <= det.net.last_block:
-        raise SystemExit(f"--train-from must be in 1..{det.net.last_block} (the last block the head reads)")
+    named = ir_blocks(det)
+    cache_last = args.cache_last or args.train_last
+    if not 0 < args.train_last <= cache_last <= len(named):
+        raise SystemExit(f"need 1 <= --train-last <= --cache-last <= {len(named)} (the blocks the head reads)")
+    start = len(named) - args.train_last
     ident = [[s.path for s in samples], args.model, args.image_size, args.crop_size,
              hashlib.sha256(crops[::50].tobytes()).hexdigest()]
-    views = cached_views(det, crops, first, hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16],
-                         args.cache_dir)
-    blocks = det.net.backbone.blocks[first:]
+    views = cached_views(det, crops, start, len(named) - cache_last,
+                         hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16], args.cache_dir)
+    blocks = nn.Sequential(*[blk for _, blk in named[start:]])
     x0 = run_tail(nn.Sequential(copy.deepcopy(blocks), Stats()), views[0], list(range(len(samples))))
     folds = [f.name for f in FOLDS if not args.fold or f.name in args.fold]
     runs = [] if args.only_in_dist else [(f, loso_split(samples, f, seed=args.seed, val=0.1, test=0.1)) for f in folds]
@@ -258,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                      metrics_by_group(y[split[held]], probs[held], srcs)
                      | fake_sources_vs_reals(y[split[held]], probs[held], srcs)).items()}}
         if name == "in_dist":
-            save_checkpoint(det, tail, first, logit["val"], y[val], args, {"C_init": c, **info})
+            save_checkpoint(det, tail, logit["val"], y[val], args, {"C_init": c, **info})
             n_trained = sum(p.numel() for p in tail.parameters())
             _finish_folder(det, logit, y, samples, split, root, args, c, script="loso_partial.py",
                            n_trained=n_trained, architecture=_arch_desc(args, c, info))
@@ -275,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _arch_desc(args: argparse.Namespace, c: float, info: dict[str, object]) -> str:
-    return (f"timm {args.model}, ImageNet weights; stem and blocks[:{args.train_from}] frozen (eval-mode batch "
-            f"norm), blocks[{args.train_from}:] fine-tuned (batch norm in eval mode) with a linear head on the "
+    return (f"timm {args.model}, ImageNet weights; all but the last {args.train_last} inverted-residual block(s) "
+            f"frozen (eval-mode batch norm), those fine-tuned (batch norm in eval mode) with a linear head on the "
             f"per-channel mean and std of feature stage {args.stats_stage}; head started from a logistic regression "
             f"(L2 C={c}) on the untrained features; AdamW (lr {args.lr:g}, head {args.head_lr:g}, weight decay "
             f"{args.weight_decay:g}) on the train faces and their horizontal mirrors, epoch {info['best_epoch']} of "
