@@ -270,9 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         write_run_scores(args.scores_dir, args.member, samples, split, probs, loso_fold=loso)
         held = "heldout" if loso else "test"
         srcs = [samples[i].source for i in split[held]]
+        frozen = 1 / (1 + np.exp(-(x0[split[held]] @ w + b)))  # epoch 0: loso_frozen's model on these features
         entry = {"C": c, **info, "val_auc": binary_metrics(y[val], probs["val"])["roc_auc"],
                  f"{held}_auc": binary_metrics(y[split[held]], probs[held])["roc_auc"],
-                 f"{held}_auc_frozen": binary_metrics(y[split[held]], 1 / (1 + np.exp(-(x0[split[held]] @ w + b))))["roc_auc"],
+                 f"{held}_auc_frozen": binary_metrics(y[split[held]], frozen)["roc_auc"],
                  "by_source": {k: m["roc_auc"] for k, m in (
                      metrics_by_group(y[split[held]], probs[held], srcs)
                      | fake_sources_vs_reals(y[split[held]], probs[held], srcs)).items()}}
