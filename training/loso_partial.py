@@ -7,10 +7,11 @@ Same network and outputs as `loso_frozen.py --stats-stages 4` (a `timm` checkpoi
 loader needs no new code), but the last `--train-last` inverted-residual blocks are trained too (Lite0: 1 =
 blocks.6.0, 2 = blocks.5.3 + blocks.6.0, 5 = blocks[5:]). The frozen part (eval-mode batch norm) runs once per face:
 its output activations for every crop and its horizontal mirror are cached (`--cache-last` >= `--train-last` caches
-them earlier, so one pass serves several runs), and an epoch over the cached activations costs seconds on a CPU. Per fold the trained blocks start from the ImageNet weights and
-the linear head from loso_frozen's logistic head on the untrained features (epoch 0 *is* the frozen model); AdamW
-trains both on the train rows (both views), batch norm stays in eval mode, and the epoch with the lowest validation
-log loss is kept (epoch 0 included, so a fine-tune that does not help falls back to the frozen head).
+them earlier, so one pass serves several runs), and an epoch over the cached activations costs seconds on a CPU.
+Per fold the trained blocks start from the ImageNet weights and the linear head from loso_frozen's logistic head on
+the untrained features (epoch 0 *is* the frozen model); AdamW trains both on the train rows (both views), batch norm
+stays in eval mode, and the epoch with the lowest validation log loss is kept (epoch 0 included, so a fine-tune that
+does not help falls back to the frozen head).
 """
 
 from __future__ import annotations
