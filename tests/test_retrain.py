@@ -244,3 +244,46 @@ def test_loader_reloads_a_folder_whose_version_changed(tiny_vit_dir: Path, tmp_p
         assert current_detector("vit", now, settings=settings) is now  # a bad promotion keeps the old one serving
     assert "could not be loaded" in caplog.text
     clear_cache()
+
+
+def test_a_frozen_backbone_is_retrained_by_fitting_its_head_again(world: dict) -> None:
+    """effnet_lite0's recipe (loso_frozen.py: frozen ImageNet Lite0 + logistic head on block statistics) has no
+    train_image.py configuration: retraining fits the head again on the new tree, keeping backbone and input."""
+    from training.loso_frozen import main as loso_frozen
+    from training.retrain import train_candidate
+    from udfd.errors import UdfdError
+    from udfd.loader import load_detector
+
+    tmp, cache = world["tmp"], world["cache"]
+    common = ["--model", "tf_efficientnet_lite0", "--image-size", "64", "--crop-size", "64", "--stats-stages", "4",
+              "--only-in-dist", "--cache-dir", str(cache), "--scores-dir", str(tmp / "scores")]
+    loso_frozen(["--data", str(world["data"]), "--out", str(tmp / "parent"), "--version", "1", *common])
+    parent = tmp / "parent" / "model"
+    tree = tmp / "tree"  # the original data + 8 more fakes, as retrain.py builds it from accepted flags
+    for label, src in (("real", "cam"), ("fake", "gen1")):
+        for f in (world["data"] / label / src).iterdir():
+            (tree / label / src).mkdir(parents=True, exist_ok=True)
+            (tree / label / src / f.name).symlink_to(f)
+    _images(tree / "fake" / "feedback", "old_fake", 8, 20)
+
+    out = train_candidate(parent, tree, tmp / "run" / "candidate", version="2", extra=[], cache_dir=cache)
+    meta, before = (json.loads((d / "config.json").read_text())["udfd"] for d in (out, parent))
+    assert meta["version"] == "2" and meta["head"]["kind"] == "logistic"
+    assert meta["arch"] == before["arch"] and meta["arch"]["stats_stages"] == [4]  # the parent's network and input
+    det = load_detector(f"local-dir:{out}")
+    imgs = [np.asarray(PILImage.open(p).convert("RGB")) for p in sorted((world["trusted"] / "real" / "cam").iterdir())
+            + sorted((world["trusted"] / "fake" / "gen1").iterdir())]
+    probs = [s.fake_prob for s in det.predict(det.preprocess(imgs))]
+    assert min(probs[12:]) > max(probs[:12]), "the refitted head separates the trusted fakes from the reals"
+
+    del before["head"]  # a checkpoint that records no recipe at all
+    stripped = tmp / "norecipe"
+    stripped.mkdir()
+    for f in parent.iterdir():
+        if f.is_file():
+            (stripped / f.name).write_bytes(f.read_bytes())
+    (stripped / "config.json").write_text(json.dumps({**json.loads((parent / "config.json").read_text()),
+                                                      "udfd": before}))
+    with pytest.raises(UdfdError, match="records no training recipe"):
+        train_candidate(stripped, tree, tmp / "run2" / "candidate", version="3", extra=[], cache_dir=cache)
+    assert not (tmp / "run2" / "candidate").exists(), "nothing is trained"

@@ -67,7 +67,7 @@ def test_motion_pool_gives_the_sequential_magnitudes_in_order_and_bounds_what_wa
     rng = np.random.default_rng(1)
     base = cv2.GaussianBlur(rng.integers(0, 256, (160, 200), dtype=np.uint8), (0, 0), 2)
     greys = [np.ascontiguousarray(base[:128, s:s + 128]) for s in (0, 3, 3, 7, 1, 12, 12, 5, 9, 0)]
-    expected = [0.0] + [flow_magnitude(a, b) for a, b in zip(greys, greys[1:])]
+    expected = [0.0] + [flow_magnitude(a, b) for a, b in zip(greys, greys[1:], strict=False)]
     got, most_waiting = [], 0
     with MotionPool(workers=2, depth=3) as pool:
         for i, grey in enumerate(greys):

@@ -4,8 +4,10 @@
 
 1. Monitor: user-perceived accuracy on the accepted flags since the current model version vs the accuracy
    the model shipped with (udfd/feedback/monitor.py); a drop of >= --drop-points triggers, once per version.
-2. Retrain: the original training data + accepted flags that carry an image (with the user's label), through
-   training/train_image.py with the parent's recorded training configuration, as a new version.
+2. Retrain: the original training data + accepted flags that carry an image (with the user's label), with the
+   recipe that made the parent, as a new version: training/train_image.py with its recorded training
+   configuration, or, for a frozen backbone with a fitted head (effnet_lite0), that head fitted again
+   (training/loso_frozen.py). A model that records neither is refused with a clear error.
 3. Guard: current and candidate are scored on a frozen, trusted evaluation set (--eval-data); the candidate is
    promoted only if its accuracy is not below the current one's minus --tolerance. Promotion replaces the model
    folder (the old one is kept under the work folder), records the lineage in config.json and the card, and
@@ -148,12 +150,51 @@ def build_training_tree(data: Path, feedback_root: Path, records: list, out: Pat
 
 
 def train_candidate(parent: Path, tree: Path, out: Path, *, version: str, extra: list[str], cache_dir: Path) -> Path:
+    """Retrain with the recipe that made the parent, read from its config.json.
+
+    A recorded training configuration (`udfd.training`, written by train_image.py) -> train_image.py with it; a
+    frozen backbone with a fitted head (`udfd.head`, loso_frozen.py) -> the same backbone with the head fitted
+    again on the new tree. A parent that records neither is refused: anything else would train another model.
+    """
+    meta = read_config(parent).get("udfd", {})
+    if meta.get("training"):
+        return _train_image(meta["training"], tree, out, version=version, extra=extra, cache_dir=cache_dir)
+    arch = meta.get("arch") or {}
+    if (meta.get("head") or {}).get("kind") == "logistic" and arch.get("freeze_backbone"):
+        return _refit_head(parent, meta, tree, out, version=version, extra=extra, cache_dir=cache_dir)
+    raise UdfdError(f"{parent} records no training recipe (neither udfd.training from train_image.py nor a fitted "
+                    "head from loso_frozen.py in its config.json): retraining it here would train a different "
+                    "model. Train it again with the script its model card names.")
+
+
+def _refit_head(parent: Path, meta: dict[str, Any], tree: Path, out: Path, *, version: str, extra: list[str],
+                cache_dir: Path) -> Path:
+    """training/loso_frozen.py on the new tree, in-distribution split only, with the parent's backbone and input."""
+    import contextlib
+
+    from training.loso_frozen import main as loso_frozen
+
+    arch = meta["arch"]
+    work = out.parent / f"{out.name}.head"
+    args = ["--data", str(tree), "--model", str(arch["model"]), "--image-size", str(arch["image_size"]),
+            "--crop-size", str(meta.get("crop_size", arch["image_size"])), "--only-in-dist", "--member", "retrain",
+            "--scores-dir", str(work / "scores"), "--out", str(work), "--cache-dir", str(cache_dir),
+            "--version", version, "--card-name", parent.name]
+    if arch.get("stats_stages"):
+        args += ["--stats-stages", ",".join(str(v) for v in arch["stats_stages"])]
+    with contextlib.redirect_stdout(sys.stderr):  # its summary JSON would mix with this script's answer
+        loso_frozen(args + extra)
+    shutil.move(str(work / "model"), str(out))
+    return out
+
+
+def _train_image(recorded: dict[str, Any], tree: Path, out: Path, *, version: str, extra: list[str],
+                 cache_dir: Path) -> Path:
     """training/train_image.py with the parent's recorded training configuration (as YAML overrides)."""
     import yaml
 
     from training.train_image import main as train_image
 
-    recorded = read_config(parent).get("udfd", {}).get("training", {})
     overrides = {k: recorded[k] for k in INHERITED if recorded.get(k) is not None}
     cfg = out.parent / f"{out.name}.train.yaml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
