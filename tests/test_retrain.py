@@ -59,6 +59,18 @@ def test_drift_triggers_on_a_drop_of_ten_points_once_per_version() -> None:
     assert not r.triggered and "fewer than 10" in r.reason
 
 
+def test_flags_from_an_app_on_a_fast_path_count_for_the_checkpoint_version() -> None:
+    """The app records `Detector.version`, "m@v1+onnx" on the ONNX path (udfd.fast); retrain.py asks for the
+    folder's "m@v1". Same weights, verified verdicts: the flags count. Another version's flags still do not."""
+    s = MonitorSettings(window=100, min_count=10, drop_points=10.0)
+    fast = [_rec(i, pred="real", user="fake", version="m@v1+onnx") for i in range(12)]
+    other = [_rec(50 + i, pred="real", user="fake", version="m@v0+onnx") for i in range(12)]
+    r = check_drift(fast + other, model="vit", version="m@v1", baseline_accuracy=0.85, settings=s)
+    assert r.n_accepted == 12 and r.triggered
+    assert check_drift(other, model="vit", version="m@v1", baseline_accuracy=0.85, settings=s).n_accepted == 0
+    assert check_drift(fast, model="vit", version="m@v1+bf16", baseline_accuracy=0.85, settings=s).triggered
+
+
 def test_window_keeps_the_most_recent_flags() -> None:
     old = [_rec(i, pred="fake", user="real", time=f"2026-01-01T00:00:{i:02d}") for i in range(20)]
     new = [_rec(50 + i, pred="fake", user="fake", time=f"2026-02-01T00:00:{i:02d}") for i in range(10)]

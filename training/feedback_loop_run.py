@@ -53,7 +53,7 @@ def link_tree(data: Path, rels: list[str], out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parent", type=Path, required=True, help="a timm checkpoint folder trained by train_image.py")
+    p.add_argument("--parent", type=Path, required=True, help="a timm checkpoint folder made by train_image.py or loso_frozen.py")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--work", type=Path, default=Path("runs/feedback_loop"))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/feedback_loop.json"))

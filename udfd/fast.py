@@ -36,6 +36,7 @@ from torch import nn
 
 from udfd.detectors.base import Detector
 from udfd.errors import UdfdError
+from udfd.hub import EXECUTION_SEP
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def accelerate(det: Detector, mode: str, *, example: torch.Tensor | None = None,
             example = det.preprocess([np.zeros((64, 64, 3), np.uint8)])
         fast.logits = _onnx_logits(base_logits, net, example, cache=_cache_file(cache_dir, det, net, example),
                                    int8=mode == "onnx_int8")
-    fast.version = f"{det.version}+{mode}"
+    fast.version = f"{det.version}{EXECUTION_SEP}{mode}"
     # Explanations need gradients through the original network (an onnx or int8 copy has none): they use `eager`.
     fast.eager = det
     fast.explain_target = det.explain_target

@@ -181,6 +181,17 @@ def model_version(folder: Path, ref: ModelRef) -> str:
     return f"{folder.name}@{meta.get('version', 'unversioned')}"
 
 
+EXECUTION_SEP = "+"  # udfd.fast appends "+<mode>" to the version of a detector it runs on a faster path
+
+
+def weights_version(version: str) -> str:
+    """A detector version without the execution path ("udfd-effnet-lite0@1.1+onnx" -> "udfd-effnet-lite0@1.1").
+
+    A fast path runs the same weights and is verified at load to give the same verdicts, so flags recorded by an
+    app on the fast path count for the checkpoint's version, and a protector trained on either path fits both."""
+    return version.split(EXECUTION_SEP, 1)[0]
+
+
 def push_folder(
     folder: Path, *, repo_id: str, private: bool = True, commit_message: str = "Upload UDFD checkpoint", api: Any = None
 ) -> str:

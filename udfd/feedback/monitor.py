@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from udfd.hub import weights_version
 from udfd.types import FeedbackRecord
 
 
@@ -43,7 +44,8 @@ def check_drift(records: Iterable[FeedbackRecord], *, model: str, version: str, 
                 settings: MonitorSettings = MonitorSettings(), already_triggered: bool = False) -> DriftReport:
     """Compare the user-perceived accuracy of `model` at `version` (accepted flags only, most recent
     `window`) with its baseline. Triggers at most once per version: `already_triggered` says it did."""
-    mine = sorted((r for r in records if r.model == model and r.revision == version
+    version = weights_version(version)  # an app on a fast path records "<version>+onnx": the same weights
+    mine = sorted((r for r in records if r.model == model and weights_version(r.revision) == version
                    and r.protector_decision == "accepted" and r.predicted_label), key=lambda r: r.time)
     window = mine[-settings.window:] if settings.window > 0 else mine
     acc = sum(r.user_label == r.predicted_label for r in window) / len(window) if window else None

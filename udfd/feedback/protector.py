@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from udfd.hub import weights_version
 from udfd.types import Label, ProtectorDecision
 
 FAMILY = "protector"
@@ -123,7 +124,8 @@ class Protector:
                     f"{self.config.high_dim}), not {name!r} ({low_dim}+{high_dim})")
         if name != self.config.detector:
             return f"the protector was trained on {self.config.detector!r} features, not {name!r}"
-        if version and self.config.detector_version and version != self.config.detector_version:
+        if (version and self.config.detector_version
+                and weights_version(version) != weights_version(self.config.detector_version)):
             return (f"the protector was trained on {self.config.detector_version} features, the detector is now"
                     f" {version}: retrain it (training/train_protector.py)")
         return None
