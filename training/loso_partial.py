@@ -202,8 +202,9 @@ def round_trip(folder: Path, crops: np.ndarray, idx: list[int], logit: np.ndarra
             "max_abs_logit": float(np.abs(logit).max())}
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(*, description: str = __doc__, member: str = "lite0_ft1") -> argparse.ArgumentParser:
+    """This script's options (loso_partial_sbi.py adds its own to them)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--model", default="tf_efficientnet_lite0")
     p.add_argument("--image-size", type=int, default=160)
@@ -218,16 +219,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of the trained blocks")
     p.add_argument("--head-lr", type=float, default=1e-3, help="AdamW learning rate of the standardised head")
     p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--member", default="lite0_ft1")
+    p.add_argument("--member", default=member)
     p.add_argument("--scores-dir", type=Path, default=Path("runs/scores"))
-    p.add_argument("--out", type=Path, default=Path("runs/loso/lite0_ft1"))
+    p.add_argument("--out", type=Path, default=Path("runs/loso") / member)
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--card-name", help="the model's name in its card (default: the output folder's name)")
     p.add_argument("--version", default="1.0", help="checkpoint version written to config.json and the card")
     p.add_argument("--only-in-dist", action="store_true", help="skip the LOSO folds")
     p.add_argument("--fold", action="append", help="only these LOSO folds (default: all)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return parser().parse_args(argv)
 
 
 class Stats(nn.Module):

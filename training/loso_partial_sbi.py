@@ -45,6 +45,7 @@ from training.loso_partial import (  # noqa: E402
     Tail,
     cached_views,
     ir_blocks,
+    parser,
     prefix_activations,
     round_trip,
     run_tail,
@@ -145,31 +146,8 @@ def blend_activations(det: TimmDetector, crops: np.ndarray, meshed: tuple[int, .
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--model", default="tf_efficientnet_lite0")
-    p.add_argument("--image-size", type=int, default=160)
-    p.add_argument("--crop-size", type=int, default=160)
-    p.add_argument("--stats-stage", type=int, default=4, help="the feature stage whose mean and std feed the head")
-    p.add_argument("--train-last", type=int, default=1, help="train the last N inverted-residual blocks")
-    p.add_argument("--cache-last", type=int, help="cache the activations before the last M >= N blocks (default N)")
+    p = parser(description=__doc__, member="lite0_sbi1")
     p.add_argument("--blends", type=int, default=2, help="seeded self-blends per real crop (fixed, cached)")
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--min-epochs", type=int, default=0, help="keep at least this epoch (tests; default: best)")
-    p.add_argument("--patience", type=int, default=1, help="epochs without a better val log loss before stopping")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of the trained blocks")
-    p.add_argument("--head-lr", type=float, default=1e-3, help="AdamW learning rate of the standardised head")
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--member", default="lite0_sbi1")
-    p.add_argument("--scores-dir", type=Path, default=Path("runs/scores"))
-    p.add_argument("--out", type=Path, default=Path("runs/loso/lite0_sbi1"))
-    p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--card-name", help="the model's name in its card (default: the output folder's name)")
-    p.add_argument("--version", default="1.0", help="checkpoint version written to config.json and the card")
-    p.add_argument("--only-in-dist", action="store_true", help="skip the LOSO folds")
-    p.add_argument("--fold", action="append", help="only these LOSO folds (default: all)")
     args = p.parse_args(argv)
     if args.blends < 1:
         p.error("--blends must be at least 1")
