@@ -106,11 +106,15 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             page.screenshot(path=str(ARTIFACTS / "image_tab.png"), full_page=True)
 
             # Keyboard only: focus Analyse and press Enter; an example answers from the start-up cache.
+            link = page.locator("#report a[href]").first
+            sync_api.expect(link).to_have_attribute("href", re.compile(r"udfd-report-.*\.html"), timeout=WAIT_MS)
+            clicked = link.get_attribute("href")  # the click's report; Enter's analysis writes a new one (uuid)
             page.get_by_role("button", name="Analyse", exact=True).focus()
             page.keyboard.press("Enter")
             sync_api.expect(page.locator("#verdict-sentence")).to_contain_text(re.compile(r"\S"), timeout=WAIT_MS)
-            link = page.locator("#report a[href]").first
-            sync_api.expect(link).to_have_attribute("href", re.compile(r"udfd-report-.*\.html"), timeout=WAIT_MS)
+            # Wait for Enter's answer before clicking the example: on a loaded machine it arrived after the
+            # example's and replaced it (the downloaded report then carried the upload's SHA-256).
+            sync_api.expect(link).not_to_have_attribute("href", clicked, timeout=WAIT_MS)
             before = link.get_attribute("href")  # the upload's report: the example's must replace it
             page.get_by_text("fake faceswap fairface 0175 on 0085").first.click()
             sync_api.expect(page.get_by_text(re.compile(r"processing \|"))).to_have_count(0, timeout=WAIT_MS)
