@@ -144,3 +144,17 @@ def test_reconstruction_view_for_a_detector_that_reconstructs(face_image_path: P
     side = OCVAEDetector.tiny_arch["image_size"]
     for img, _ in views:
         assert img.shape == (side, side, 3) and img.dtype == np.uint8
+
+
+def test_a_new_image_cancels_the_analysis_of_the_previous_one(tiny_settings) -> None:
+    """An upload or an example's click changes the Image tab's input; an analysis still running on the previous
+    image is cancelled, so its late answer cannot replace the new one (seen in the browser on a loaded machine)."""
+    demo = app.build_app(tiny_settings)
+    deps = demo.config["dependencies"]
+    analyse = next(d for d in deps if d.get("api_name") == "analyze_image")
+    cancelling = [d for d in deps if analyse["id"] in (d.get("cancels") or [])]
+    assert cancelling, "nothing cancels a running analysis"
+    image_in = {c["id"]: c for c in demo.config["components"]}[analyse["inputs"][0]]
+    assert image_in["type"] == "image"
+    assert any(t == [image_in["id"], "change"] or tuple(t) == (image_in["id"], "change")
+               for d in cancelling for t in d["targets"]), "the cancel is not tied to the image input's change"

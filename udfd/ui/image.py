@@ -240,7 +240,7 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
     outputs = [annotated, overall, table, verdict_json, notes, recon, said, report]
     # preprocess=False: the upload reaches udfd.media untouched, so that bad files get udfd's clear
     # errors (Gradio's own preprocessing would open them with every Pillow plugin and fail opaquely).
-    button.click(
+    analysis = button.click(
         on_analyze,
         inputs=[image_in, choice, explain_box, method],
         outputs=outputs,
@@ -248,6 +248,9 @@ def build_image_tab(settings: Settings, available: dict[str, Detector], unavaila
         preprocess=False,
         concurrency_limit=settings.concurrency,
     )
+    # A new image (an upload or an example's click) cancels an analysis still running on the previous one:
+    # otherwise its late answer replaced the example's, beside the example's picture (seen on a loaded machine).
+    image_in.change(None, None, None, cancels=[analysis], queue=False, api_visibility="private")
     with examples:
         example_tab(image_in, outputs, settings, available)
     flagging = feedback_row(image_in, choice, settings, available)  # flag buttons + consent; api_name="flag"
