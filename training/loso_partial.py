@@ -292,12 +292,17 @@ def main(argv: list[str] | None = None) -> int:
                                                                 logit["test"])
         results[name] = entry
         log.info("%s: %s", name, json.dumps(entry))
+    write_summary(args, results)
+    return 0
+
+
+def write_summary(args: argparse.Namespace, results: dict[str, object]) -> None:
+    """summary.json: the member's LOSO summary from its score files, every run's entry and the options used."""
     summary = member_summary(args.scores_dir, args.member).as_dict()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps({"loso": summary, "runs": results, "args": {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}, indent=1), encoding="utf-8")
     print(json.dumps(summary, indent=1))
-    return 0
 
 
 def _arch_desc(args: argparse.Namespace, c: float, info: dict[str, object]) -> str:

@@ -51,12 +51,13 @@ from training.loso_partial import (  # noqa: E402
     run_tail,
     save_checkpoint,
     train_tail,
+    write_summary,
 )
 from training.sbi import SbiConfig, self_blend  # noqa: E402
 from training.sbi_data import cached_landmarks  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.detectors.timm_classifier import TimmDetector  # noqa: E402
-from udfd.evaluation.loso import FOLDS, member_summary  # noqa: E402
+from udfd.evaluation.loso import FOLDS  # noqa: E402
 from udfd.evaluation.metrics import binary_metrics, fake_sources_vs_reals, metrics_by_group  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -223,11 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["round_trip"] = round_trip(args.out / "model", crops, split["test"], logit["test"])
         results[name] = entry
         log.info("%s: %s", name, json.dumps(entry))
-    summary = member_summary(args.scores_dir, args.member).as_dict()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps({"loso": summary, "runs": results, "args": {
-        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}, indent=1), encoding="utf-8")
-    print(json.dumps(summary, indent=1))
+    write_summary(args, results)
     return 0
 
 
