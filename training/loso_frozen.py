@@ -30,7 +30,7 @@ from training.loso import loso_split, write_run_scores  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.detectors.timm_classifier import TimmDetector  # noqa: E402
 from udfd.evaluation.fairness import UNKNOWN, group_metrics, manifest_groups  # noqa: E402
-from udfd.evaluation.loso import FOLDS, member_summary  # noqa: E402
+from udfd.evaluation.loso import FOLDS, heldout_mask, member_summary  # noqa: E402
 from udfd.evaluation.metrics import (  # noqa: E402
     best_f1_threshold,
     best_youden_threshold,
@@ -41,7 +41,7 @@ from udfd.evaluation.metrics import (  # noqa: E402
 )
 
 log = logging.getLogger(__name__)
-C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+C_GRID = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 AUGMENTS = {  # --augment: the views --augment-copies adds, and how the card describes them
@@ -110,23 +110,50 @@ def real_fpr_by_group(y: np.ndarray, probs: dict[str, np.ndarray], split: dict[s
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, train: list[int], val: list[int],
-             weights: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
-    """(w, b, C) of a logistic regression on standardised features, folded back to raw features."""
+             weights: np.ndarray | None = None, *, c: float | None = None) -> tuple[np.ndarray, float, float]:
+    """(w, b, C) of a logistic regression on standardised features, folded back to raw features.
+
+    C: the L2 strength; None picks it from C_GRID by validation log loss."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
 
     mu, sd = x[train].mean(0), x[train].std(0) + 1e-6
     z = (x - mu) / sd
     best = None
-    for c in C_GRID:
+    for cc in C_GRID if c is None else (c,):
         sw = None if weights is None else weights[train]
-        clf = LogisticRegression(C=c, max_iter=3000).fit(z[train], y[train], sample_weight=sw)
-        loss = log_loss(y[val], clf.predict_proba(z[val])[:, 1], labels=[0, 1])
+        clf = LogisticRegression(C=cc, max_iter=3000).fit(z[train], y[train], sample_weight=sw)
+        loss = log_loss(y[val], clf.predict_proba(z[val])[:, 1], labels=[0, 1]) if c is None else 0.0
         if best is None or loss < best[0]:
-            best = (loss, c, clf)
-    _, c, clf = best
+            best = (loss, cc, clf)
+    _, cc, clf = best
     w = clf.coef_[0] / sd
-    return w, float(clf.intercept_[0] - (w * mu).sum()), c
+    return w, float(clf.intercept_[0] - (w * mu).sum()), cc
+
+
+def loso_select_c(x: np.ndarray, y: np.ndarray, sources: list[str], rows: list[int], *,
+                  grid: tuple[float, ...] = C_GRID, weights: np.ndarray | None = None) -> tuple[float, dict[float, float]]:
+    """The L2 strength with the best mean leave-one-source-out AUC *inside* rows (pure): for every fold with rows of
+    both classes among them, a head fitted on the other rows scores that fold's rows. Model selection by LOSO, nested:
+    rows never include the outer fold, so its AUC stays an honest estimate. -> (best C, {C: inner mean AUC})."""
+    from sklearn.metrics import roc_auc_score
+
+    rows_a = np.asarray(rows)
+    inner = []
+    for fold in FOLDS:
+        m = heldout_mask(y[rows_a], [sources[i] for i in rows_a], fold)
+        if m.any() and (~m).any() and len(set(y[rows_a[m]])) == 2:
+            inner.append((list(rows_a[~m]), list(rows_a[m])))
+    if not inner:
+        raise ValueError("no fold with both classes inside the rows: C cannot be chosen by LOSO")
+    scores: dict[float, float] = {}
+    for c in grid:
+        aucs = []
+        for fit_rows, held in inner:
+            w, b, _ = fit_head(x, y, fit_rows, [], weights, c=c)
+            aucs.append(roc_auc_score(y[held], x[held] @ w + b))
+        scores[c] = float(np.mean(aucs))
+    return max(scores, key=scores.get), scores
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment", choices=sorted(AUGMENTS), default="full",
                    help="which views --augment-copies adds: full = the training augmentation plus noise, "
                         "degrade = noise, rescale and JPEG only")
+    p.add_argument("--select-c", choices=("val", "loso"), default="val",
+                   help="how the head's L2 strength is chosen: val = validation log loss; loso = the best mean AUC "
+                        "of a leave-one-source-out run inside each fold's train+val rows (nested, never the held-out "
+                        "fold)")
     p.add_argument("--only-in-dist", action="store_true", help="skip the LOSO folds (they are in the score files)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -187,7 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         train = list(split["train"]) + [k * len(x) + i for k in range(1, 1 + len(views)) for i in split["train"]]
         if weights is not None:
             weights = np.concatenate([weights] * (1 + len(views)))
-        w, b, c = fit_head(x_all, y_all, train, split["val"], weights)
+        c_loso = None
+        if args.select_c == "loso":
+            c_loso, inner = loso_select_c(x, y, [s.source for s in samples], split["train"] + split["val"],
+                                          weights=group_weights(y, groups, split["train"] + split["val"])
+                                          if args.balance else None)
+            log.info("%s: C by inner LOSO %s (mean AUC per C %s)", name, c_loso, json.dumps(inner))
+        w, b, c = fit_head(x_all, y_all, train, split["val"], weights, c=c_loso)
         logit = {k: x[v] @ w + b for k, v in split.items() if v}
         probs = {k: 1 / (1 + np.exp(-v)) for k, v in logit.items()}
         loso = name if name != "in_dist" else None
@@ -227,7 +264,7 @@ def _save(det: TimmDetector, w: np.ndarray, b: float, val_logit: np.ndarray, y_v
     p_val = 1 / (1 + np.exp(-val_logit / t))
     det.set_calibration(temperature=t, threshold=best_youden_threshold(y_val, p_val))
     det.meta["threshold_max_f1"] = best_f1_threshold(y_val, p_val)
-    det.save_pretrained(args.out / "model", metadata={"version": args.version, "threshold_rule": "youden", "head": {"kind": "logistic", "C": c},
+    det.save_pretrained(args.out / "model", metadata={"version": args.version, "threshold_rule": "youden", "head": {"kind": "logistic", "C": c, "select_c": args.select_c},
                                                       "crop_size": args.crop_size})
 
 
@@ -257,7 +294,7 @@ def _finish_folder(det: TimmDetector, logit: dict[str, np.ndarray], y: np.ndarra
         "family": det.family, "library_name": None, "script": script,
         "architecture": architecture or (
             f"timm {args.model}, frozen ImageNet backbone (eval-mode batch norm) + logistic-regression"
-            f" head (L2 C={c}, chosen by validation log loss) on {_head_desc(args)}, "
+            f" head (L2 C={c}, chosen by {_c_desc(args)}) on {_head_desc(args)}, "
             + (f"{args.augment_copies} augmented view(s) of every train face added"
                f" ({AUGMENTS[args.augment][1]})" if args.augment_copies else "no augmentation")),
         "input_desc": f"RGB face crop resized to {det.image_size} px", "dtype": "float16",
@@ -270,6 +307,12 @@ def _finish_folder(det: TimmDetector, logit: dict[str, np.ndarray], y: np.ndarra
         "init_weights": rec, "split_sizes": {k: len(v) for k, v in split.items()}, "data_desc": _data_desc(samples),
         "training_config": json.dumps(cfg, indent=1), "balance": None, "robustness_md": "", "loso_md": ""})
     write_card(out, card)
+
+
+def _c_desc(args: argparse.Namespace) -> str:
+    if getattr(args, "select_c", "val") == "loso":
+        return "the best mean leave-one-source-out AUC inside the train+val rows"
+    return "validation log loss"
 
 
 def _head_desc(args: argparse.Namespace) -> str:
