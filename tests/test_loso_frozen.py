@@ -60,3 +60,15 @@ def test_fit_head_with_a_given_c_uses_it_and_no_validation_rows() -> None:
     assert np.isfinite(w).all() and np.isfinite(b)
     w_val, _, c_val = fit_head(x, y, rows[::2], rows[1::2])
     assert c_val in (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def test_loso_select_c_min_ranks_by_the_worst_inner_fold() -> None:
+    x, y, srcs = _world()
+    rows = list(range(len(y)))
+    grid = (0.0003, 0.01, 1.0)
+    _, means = loso_select_c(x, y, srcs, rows, grid=grid)
+    c_min, worst = loso_select_c(x, y, srcs, rows, grid=grid, criterion="min")
+    assert c_min == max(worst, key=worst.get)
+    assert all(worst[c] <= means[c] for c in grid)  # the worst fold is never above the mean
+    with pytest.raises(ValueError, match="criterion"):
+        loso_select_c(x, y, srcs, rows, criterion="median")

@@ -132,10 +132,14 @@ def fit_head(x: np.ndarray, y: np.ndarray, train: list[int], val: list[int],
 
 
 def loso_select_c(x: np.ndarray, y: np.ndarray, sources: list[str], rows: list[int], *,
-                  grid: tuple[float, ...] = C_GRID, weights: np.ndarray | None = None) -> tuple[float, dict[float, float]]:
-    """The L2 strength with the best mean leave-one-source-out AUC *inside* rows (pure): for every fold with rows of
-    both classes among them, a head fitted on the other rows scores that fold's rows. Model selection by LOSO, nested:
-    rows never include the outer fold, so its AUC stays an honest estimate. -> (best C, {C: inner mean AUC})."""
+                  grid: tuple[float, ...] = C_GRID, weights: np.ndarray | None = None,
+                  criterion: str = "mean") -> tuple[float, dict[float, float]]:
+    """The L2 strength with the best leave-one-source-out AUC *inside* rows (pure): for every fold with rows of
+    both classes among them, a head fitted on the other rows scores that fold's rows; `criterion` "mean" ranks C by
+    the mean of those AUCs, "min" by the worst fold's. Model selection by LOSO, nested: rows never include the outer
+    fold, so its AUC stays an honest estimate. -> (best C, {C: inner mean or worst AUC})."""
+    if criterion not in ("mean", "min"):
+        raise ValueError(f"criterion must be 'mean' or 'min', not {criterion!r}")
     from sklearn.metrics import roc_auc_score
 
     rows_a = np.asarray(rows)
@@ -152,7 +156,7 @@ def loso_select_c(x: np.ndarray, y: np.ndarray, sources: list[str], rows: list[i
         for fit_rows, held in inner:
             w, b, _ = fit_head(x, y, fit_rows, [], weights, c=c)
             aucs.append(roc_auc_score(y[held], x[held] @ w + b))
-        scores[c] = float(np.mean(aucs))
+        scores[c] = float(np.mean(aucs) if criterion == "mean" else np.min(aucs))
     return max(scores, key=scores.get), scores
 
 
@@ -180,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment", choices=sorted(AUGMENTS), default="full",
                    help="which views --augment-copies adds: full = the training augmentation plus noise, "
                         "degrade = noise, rescale and JPEG only")
-    p.add_argument("--select-c", choices=("val", "loso"), default="val",
+    p.add_argument("--select-c", choices=("val", "loso", "loso-min"), default="val",
                    help="how the head's L2 strength is chosen: val = validation log loss; loso = the best mean AUC "
                         "of a leave-one-source-out run inside each fold's train+val rows (nested, never the held-out "
-                        "fold)")
+                        "fold); loso-min = the best worst-fold AUC of that run")
     p.add_argument("--only-in-dist", action="store_true", help="skip the LOSO folds (they are in the score files)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -219,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         if weights is not None:
             weights = np.concatenate([weights] * (1 + len(views)))
         c_loso = None
-        if args.select_c == "loso":
+        if args.select_c != "val":
             c_loso, inner = loso_select_c(x, y, [s.source for s in samples], split["train"] + split["val"],
                                           weights=group_weights(y, groups, split["train"] + split["val"])
-                                          if args.balance else None)
+                                          if args.balance else None,
+                                          criterion="min" if args.select_c == "loso-min" else "mean")
             log.info("%s: C by inner LOSO %s (mean AUC per C %s)", name, c_loso, json.dumps(inner))
         w, b, c = fit_head(x_all, y_all, train, split["val"], weights, c=c_loso)
         logit = {k: x[v] @ w + b for k, v in split.items() if v}
@@ -310,8 +315,9 @@ def _finish_folder(det: TimmDetector, logit: dict[str, np.ndarray], y: np.ndarra
 
 
 def _c_desc(args: argparse.Namespace) -> str:
-    if getattr(args, "select_c", "val") == "loso":
-        return "the best mean leave-one-source-out AUC inside the train+val rows"
+    if getattr(args, "select_c", "val") != "val":
+        how = "worst-fold" if args.select_c == "loso-min" else "mean"
+        return f"the best {how} leave-one-source-out AUC inside the train+val rows"
     return "validation log loss"
 
 
