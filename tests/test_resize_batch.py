@@ -39,3 +39,28 @@ def test_resize_batch_refuses_a_non_rgb_crop() -> None:
     with pytest.raises(ValueError, match="RGB crop"):
         resize_batch([np.zeros((8, 8), np.uint8)], 16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     assert resize_batch([], 16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)).shape == (0, 3, 16, 16)
+
+
+def test_training_crops_are_resized_as_the_detectors_resize_them(tmp_path, monkeypatch) -> None:
+    """training/data.py's cached crops go through resize_face, so a small face is enlarged bilinearly in training
+    as in the product (cv2's area mode, used before, enlarges in blocks: another texture than the model meets)."""
+    from types import SimpleNamespace
+
+    import training.data as data
+    from udfd.config import FaceSettings
+    from udfd.detectors.base import resize_face
+
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 256, (60, 50, 3), dtype=np.uint8)
+    (tmp_path / "real" / "src").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "real" / "src" / "a.png"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    monkeypatch.setattr(data, "get_face_detector", lambda faces: None)
+    monkeypatch.setattr(data, "detect_faces", lambda pixels, faces, detector=None: [
+        SimpleNamespace(pixels=pixels, face_found=True)])
+    samples = [data.Sample("real/src/a.png", 0, "src", "g")]
+    crops = data.cached_crops(tmp_path, samples, faces=FaceSettings(), size=160, cache_dir=tmp_path / "cache")
+    assert np.array_equal(crops[0], resize_face(small, 160))
+    assert np.array_equal(resize_face(small, 160), cv2.resize(small, (160, 160), interpolation=cv2.INTER_LINEAR))
+    assert not np.array_equal(crops[0], cv2.resize(small, (160, 160), interpolation=cv2.INTER_AREA))
+    big = rng.integers(0, 256, (400, 300, 3), dtype=np.uint8)
+    assert np.array_equal(resize_face(big, 160), cv2.resize(big, (160, 160), interpolation=cv2.INTER_AREA))

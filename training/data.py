@@ -102,11 +102,13 @@ def cached_crops(
 ) -> np.ndarray:
     """(N, size, size, 3) uint8 face crops, computed once (face detection + square crop + resize) and cached.
 
-    Every source is resized to the same size here so image size and resolution cannot act as a shortcut.
+    Every source is resized to the same size here so image size and resolution cannot act as a shortcut, by the
+    detectors' own `resize_face` (area when shrinking, bilinear when enlarging), so training sees the pixels the
+    product will show the model. Crops cached before that (area mode both ways) have another key.
     """
-    import cv2
+    from udfd.detectors.base import resize_face
 
-    key_src = json.dumps([[s.path for s in samples], asdict(faces), size, _tree_stamp(root, samples)])
+    key_src = json.dumps([[s.path for s in samples], asdict(faces), size, _tree_stamp(root, samples), "resize_face"])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = cache_dir / f"crops-{key}.npy"
     if path.is_file():
@@ -123,7 +125,7 @@ def cached_crops(
             continue
         face = detect_faces(image.pixels, faces, detector=detector)[0]
         found += face.face_found
-        out[i] = cv2.resize(face.pixels, (size, size), interpolation=cv2.INTER_AREA)
+        out[i] = resize_face(face.pixels, size)
     log.info("faces found in %d of %d training images", found, len(samples))
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
