@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                                           weights=group_weights(y, groups, split["train"] + split["val"])
                                           if args.balance else None,
                                           criterion="min" if args.select_c == "loso-min" else "mean")
-            log.info("%s: C by inner LOSO %s (mean AUC per C %s)", name, c_loso, json.dumps(inner))
+            log.info("%s: C by inner LOSO %s (%s AUC per C %s)", name, c_loso,
+                     "worst-fold" if args.select_c == "loso-min" else "mean", json.dumps(inner))
         w, b, c = fit_head(x_all, y_all, train, split["val"], weights, c=c_loso)
         logit = {k: x[v] @ w + b for k, v in split.items() if v}
         probs = {k: 1 / (1 + np.exp(-v)) for k, v in logit.items()}
