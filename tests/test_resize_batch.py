@@ -64,3 +64,21 @@ def test_training_crops_are_resized_as_the_detectors_resize_them(tmp_path, monke
     assert not np.array_equal(crops[0], cv2.resize(small, (160, 160), interpolation=cv2.INTER_AREA))
     big = rng.integers(0, 256, (400, 300, 3), dtype=np.uint8)
     assert np.array_equal(resize_face(big, 160), cv2.resize(big, (160, 160), interpolation=cv2.INTER_AREA))
+
+
+def test_area_mode_enlarges_with_area_and_a_model_records_its_mode() -> None:
+    """`arch.resize: area` (loso_frozen.py's default crops): faces are enlarged with cv2's area mode in the
+    product too, and the ensemble resizes once in its largest member's mode."""
+    from udfd.detectors.base import resize_face
+    from udfd.detectors.timm_classifier import TimmDetector
+
+    rng = np.random.default_rng(2)
+    small = rng.integers(0, 256, (50, 40, 3), dtype=np.uint8)
+    assert np.array_equal(resize_face(small, 96, "area"), cv2.resize(small, (96, 96), interpolation=cv2.INTER_AREA))
+    with pytest.raises(ValueError, match="resize mode"):
+        resize_face(small, 96, "cubic")
+    det = TimmDetector.create({**TimmDetector.tiny_arch, "image_size": 64, "resize": "area"})
+    assert det.resize_mode == "area"
+    want = resize_batch([small], 64, det.mean, det.std, "area")
+    assert torch.equal(det.preprocess([small]), want)
+    assert not torch.equal(want, resize_batch([small], 64, det.mean, det.std))

@@ -98,17 +98,21 @@ def save_split(path: Path, samples: list[Sample], split: dict[str, list[int]], *
 
 
 def cached_crops(
-    root: Path, samples: list[Sample], *, faces: FaceSettings, size: int, cache_dir: Path
+    root: Path, samples: list[Sample], *, faces: FaceSettings, size: int, cache_dir: Path, resize: str = "auto"
 ) -> np.ndarray:
     """(N, size, size, 3) uint8 face crops, computed once (face detection + square crop + resize) and cached.
 
     Every source is resized to the same size here so image size and resolution cannot act as a shortcut, by the
-    detectors' own `resize_face` (area when shrinking, bilinear when enlarging), so training sees the pixels the
-    product will show the model. Crops cached before that (area mode both ways) have another key.
+    detectors' own `resize_face` in the mode the model records (`arch.resize`: "auto" = area when shrinking,
+    bilinear when enlarging; "area" = area both ways), so training sees the pixels the product will show the model.
     """
-    from udfd.detectors.base import resize_face
+    from udfd.detectors.base import RESIZE_MODES, resize_face
 
-    key_src = json.dumps([[s.path for s in samples], asdict(faces), size, _tree_stamp(root, samples), "resize_face"])
+    stamp = [[s.path for s in samples], asdict(faces), size, _tree_stamp(root, samples)]
+    # "area" crops keep the key they had when area was the only mode (the existing caches stay valid)
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {resize!r}; known: {RESIZE_MODES}")
+    key_src = json.dumps(stamp if resize == "area" else [*stamp, "resize_face"])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = cache_dir / f"crops-{key}.npy"
     if path.is_file():
@@ -125,7 +129,7 @@ def cached_crops(
             continue
         face = detect_faces(image.pixels, faces, detector=detector)[0]
         found += face.face_found
-        out[i] = resize_face(face.pixels, size)
+        out[i] = resize_face(face.pixels, size, resize)
     log.info("faces found in %d of %d training images", found, len(samples))
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")

@@ -184,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment", choices=sorted(AUGMENTS), default="full",
                    help="which views --augment-copies adds: full = the training augmentation plus noise, "
                         "degrade = noise, rescale and JPEG only")
+    p.add_argument("--resize", choices=("area", "auto"), default="area",
+                   help="how faces are resized to --crop-size, in training and (recorded in arch.resize) in the "
+                        "product: area = cv2's area mode both ways (what every run before this option used), auto = "
+                        "area when shrinking, bilinear when enlarging")
     p.add_argument("--select-c", choices=("val", "loso", "loso-min"), default="val",
                    help="how the head's L2 strength is chosen: val = validation log loss; loso = the best mean AUC "
                         "of a leave-one-source-out run inside each fold's train+val rows (nested, never the held-out "
@@ -194,11 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     root = args.data.resolve()
     samples = list_samples(root)
-    crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=args.cache_dir)
+    crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=args.cache_dir,
+                         resize=args.resize)
     y = np.array([s.label for s in samples])
     stages = [int(v) for v in args.stats_stages.split(",") if v.strip()]
     det = TimmDetector.create({"model": args.model, "init": "imagenet", "image_size": args.image_size,
-                               "freeze_backbone": True, "stats_stages": stages or None})
+                               "freeze_backbone": True, "stats_stages": stages or None, "resize": args.resize})
     ident = [[s.path for s in samples], args.model, args.image_size, args.crop_size, stages,
              hashlib.sha256(crops[::50].tobytes()).hexdigest()]  # the crops too: the face cropper can change
     key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]

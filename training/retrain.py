@@ -182,7 +182,8 @@ def _refit_head(parent: Path, meta: dict[str, Any], tree: Path, out: Path, *, ve
             "--version", version, "--card-name", parent.name]
     if arch.get("stats_stages"):
         args += ["--stats-stages", ",".join(str(v) for v in arch["stats_stages"])]
-    args += ["--select-c", (meta.get("head") or {}).get("select_c", "val")]  # as the parent's L2 strength was chosen
+    args += ["--select-c", (meta.get("head") or {}).get("select_c", "val"),  # as the parent's L2 strength was chosen
+             "--resize", str(arch.get("resize", "auto"))]  # the crops the product shows the parent
     with contextlib.redirect_stdout(sys.stderr):  # its summary JSON would mix with this script's answer
         loso_frozen(args + extra)
     shutil.move(str(work / "model"), str(out))

@@ -169,18 +169,25 @@ def scores_from_logits(
     return [Score(detector=name, fake_prob=float(p), threshold=threshold) for p in probs.tolist()]
 
 
-def resize_face(face: np.ndarray, size: int) -> np.ndarray:
-    """An RGB crop resized to size×size as every detector sees it: pixel-area averaging when it shrinks, bilinear
-    when it grows. Training crops are made by this too (training/data.py), so a model never learns an upsampling
-    it will not meet (cv2's area mode enlarges in near-nearest-neighbour blocks, bilinear does not). Pure."""
+RESIZE_MODES = ("auto", "area")
+
+
+def resize_face(face: np.ndarray, size: int, mode: str = "auto") -> np.ndarray:
+    """An RGB crop resized to size×size as a detector sees it. "auto": pixel-area averaging when it shrinks,
+    bilinear when it grows; "area": cv2's area mode both ways (it enlarges in near-nearest-neighbour blocks, which
+    keeps pixel-level detail). A model is trained on crops made by the same mode (training/data.py), recorded in
+    its `arch.resize`, so it never meets an upsampling it did not learn. Pure."""
     import cv2
 
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {mode!r}; known: {RESIZE_MODES}")
     shrink = face.shape[0] > size or face.shape[1] > size
-    return cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA if shrink or mode == "area" else cv2.INTER_LINEAR)
 
 
-def resize_batch(faces: Sequence[np.ndarray], size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Resize RGB uint8 crops to size×size and normalise -> float32 (B, 3, size, size). Pure."""
+def resize_batch(faces: Sequence[np.ndarray], size: int, mean: Sequence[float], std: Sequence[float],
+                 mode: str = "auto") -> torch.Tensor:
+    """Resize RGB uint8 crops to size×size (`resize_face`) and normalise -> float32 (B, 3, size, size). Pure."""
     # Written channel-first in place, face by face: the same float32 operations as (x / 255 - mean) / std on the
     # whole batch (bit-identical), without its batch-sized temporaries and the final permute copy (~3x faster).
     out = np.empty((len(faces), 3, size, size), dtype=np.float32)
@@ -188,7 +195,7 @@ def resize_batch(faces: Sequence[np.ndarray], size: int, mean: Sequence[float], 
     for i, face in enumerate(faces):
         if face.ndim != 3 or face.shape[2] != 3:
             raise ValueError(f"expected an RGB crop (H, W, 3), got shape {face.shape}")
-        resized = resize_face(face, size)
+        resized = resize_face(face, size, mode)
         for c in range(3):
             np.divide(resized[..., c], np.float32(255.0), out=out[i, c], dtype=np.float32)
             out[i, c] -= mean32[c]

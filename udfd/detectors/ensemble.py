@@ -94,6 +94,9 @@ class EnsembleDetector:
         self.name = name or self.family
         self.version = version
         self.image_size = max(int(m.image_size) for m in members)
+        # the faces are resized once, to the largest member's size, as that member was trained to see them
+        largest = max(members, key=lambda m: int(m.image_size))
+        self.resize_mode = str(getattr(largest, "resize_mode", "auto"))
         self.threshold = float(self.meta.get("threshold", 0.5))
         self.temperature = float(self.meta.get("temperature", 1.0))
         self.net = _EnsembleNet(self.members, self.stack).eval()
@@ -159,7 +162,7 @@ class EnsembleDetector:
 
     # -- compute ------------------------------------------------------------------------------------
     def preprocess(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
-        return resize_batch(faces, self.image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        return resize_batch(faces, self.image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), self.resize_mode)
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         return self.net(batch)

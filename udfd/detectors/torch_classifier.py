@@ -89,8 +89,13 @@ class TorchClassifier:
         (folder / CONFIG_NAME).write_text(json.dumps({UDFD_KEY: meta}, indent=1), encoding="utf-8")
 
     # -- compute ------------------------------------------------------------------------------------
+    @property
+    def resize_mode(self) -> str:
+        """How faces are resized to image_size (`arch.resize`, udfd.detectors.base.RESIZE_MODES; "auto" if unset)."""
+        return str(self.arch.get("resize", "auto"))
+
     def preprocess(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
-        return resize_batch(faces, self.image_size, self.mean, self.std)
+        return resize_batch(faces, self.image_size, self.mean, self.std, self.resize_mode)
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         return self.net(batch)
