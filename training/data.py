@@ -108,10 +108,10 @@ def cached_crops(
     """
     from udfd.detectors.base import RESIZE_MODES, resize_face
 
-    stamp = [[s.path for s in samples], asdict(faces), size, _tree_stamp(root, samples)]
-    # "area" crops keep the key they had when area was the only mode (the existing caches stay valid)
     if resize not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize!r}; known: {RESIZE_MODES}")
+    stamp = [[s.path for s in samples], asdict(faces), size, _tree_stamp(root, samples)]
+    # "area" crops keep the key they had when area was the only mode (the existing caches stay valid)
     key_src = json.dumps(stamp if resize == "area" else [*stamp, "resize_face"])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = cache_dir / f"crops-{key}.npy"

@@ -93,9 +93,9 @@ class EnsembleDetector:
         self.meta = dict(meta or {})
         self.name = name or self.family
         self.version = version
-        self.image_size = max(int(m.image_size) for m in members)
         # the faces are resized once, to the largest member's size, as that member was trained to see them
         largest = max(members, key=lambda m: int(m.image_size))
+        self.image_size = int(largest.image_size)
         self.resize_mode = str(getattr(largest, "resize_mode", "auto"))
         self.threshold = float(self.meta.get("threshold", 0.5))
         self.temperature = float(self.meta.get("temperature", 1.0))
