@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from udfd.detectors.base import get_family
+from udfd.evaluation.loso import FOLDS as LOSO_FOLDS
 from udfd.evaluation.stacking import FoldData, auc, fit_stack, log_odds, loso_table
 from udfd.hub import read_config
 
@@ -184,3 +185,50 @@ def test_the_embedded_default_is_the_ensemble_and_scores_an_example_with_its_mem
     names = {m["name"] for m in config["udfd"]["members"]}
     assert len(names) >= 2 and set(face.members) == names  # every member, loaded by its short name
     assert 0.0 <= face.fake_prob <= 1.0 and verdict.model_versions["ensemble"].startswith("udfd-ensemble@")
+
+
+def _write_sourced_scores(root: Path, member: str, rng: np.random.Generator, strong: set[str]) -> None:
+    """Score files whose rows carry the folds' real source names; the member separates the folds in `strong` well
+    and the others barely."""
+    (root / member).mkdir(parents=True)
+    for fold in [*(f"loso_{f.name}" for f in LOSO_FOLDS), "in_dist"]:
+        splits = ("val", "test") if fold == "in_dist" else ("val", "heldout")
+        with (root / member / f"{fold}.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "source", "split", "fake_prob"])
+            for split in splits:
+                for i in range(200):
+                    src_fold, label = LOSO_FOLDS[i // 2 % len(LOSO_FOLDS)], i % 2
+                    source = (src_fold.fake_sources if label else src_fold.real_sources)[0]
+                    strength = 2.0 if src_fold.name in strong else 0.1
+                    p = 1 / (1 + np.exp(-((2 * label - 1) * strength + rng.normal(0, 1))))
+                    w.writerow([f"{'fake' if label else 'real'}/{fold}/{split}{i}.jpg", label, source, split, p])
+
+
+def test_a_specialist_ensemble_is_judged_and_calibrated_on_its_folds_only(tmp_path: Path) -> None:
+    from training.fit_ensemble import main as fit
+
+    rng = np.random.default_rng(5)
+    swap = {"dfdc", "lfw_faceswap"}
+    _write_sourced_scores(tmp_path / "scores", "swapper", rng, swap)
+    _write_sourced_scores(tmp_path / "scores", "ganner", rng, {f.name for f in LOSO_FOLDS} - swap)
+    refs = [_member(tmp_path / "m0", 0, 32), _member(tmp_path / "m1", 1, 32)]
+    common = ["--member", f"swapper={refs[0]}", "--member", f"ganner={refs[1]}", "--scores", str(tmp_path / "scores"),
+              "--rule", "val"]
+    everything = fit(common)
+    out = tmp_path / "ens"
+    special = fit([*common, "--folds", "dfdc,lfw_faceswap", "--title", "face-swap specialist", "--output", str(out)])
+    assert set(everything["loso"]["swapper"]) == {f.name for f in LOSO_FOLDS}
+    assert set(special["loso"]["swapper"]) == swap and special["folds"] == ["dfdc", "lfw_faceswap"]
+    # In-dist rows: only the two folds' sources (2 of 5 folds' rows), so the weights lean on the swap member.
+    assert special["n"]["in_dist_val"] == 2 * 200 // len(LOSO_FOLDS) < everything["n"]["in_dist_val"] == 200
+    w_all, w_special = everything["stack"]["weights"], special["stack"]["weights"]
+    assert w_special[0] / w_special[1] > w_all[0] / w_all[1] and w_special[0] > w_special[1]
+    meta = read_config(out)["udfd"]
+    assert meta["display"]["title"] == "face-swap specialist"
+    assert "dfdc, lfw_faceswap only" in meta["display"]["summary"]
+    card = (out / "README.md").read_text()
+    assert "A specialist: only the folds dfdc, lfw_faceswap" in card and "| stylegan (not judged) |" in card
+    assert set(special["loso_not_judged"]["swapper"]) == {f.name for f in LOSO_FOLDS} - swap
+    with pytest.raises(SystemExit, match="unknown fold"):
+        fit([*common, "--folds", "dfdc,celebdf"])

@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from any folder
 
+from udfd.evaluation.loso import FOLDS, Fold  # noqa: E402
 from udfd.evaluation.metrics import best_youden_threshold, binary_metrics, fit_temperature  # noqa: E402
 from udfd.evaluation.stacking import FoldData, auc, fit_stack, log_odds, loso_table, mean_of  # noqa: E402
 
@@ -58,6 +59,25 @@ def rows_for(files: dict[str, Path], fold: str, split: str) -> Rows:
     return {r["path"]: r for r in read_scores(files.get("all") or next(iter(files.values())))}
 
 
+def specialist_folds(names: str | None) -> list[Fold] | None:
+    """The folds named by --folds (comma-separated), None for all; an unknown name is refused (pure)."""
+    if not names:
+        return None
+    by_name = {f.name: f for f in FOLDS}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown or not wanted:
+        raise SystemExit(f"--folds: unknown fold(s) {unknown or names!r}; the folds are {sorted(by_name)}")
+    return [by_name[n] for n in wanted]
+
+
+def held_by(rows: Rows, folds: list[Fold] | None) -> set[str] | None:
+    """The paths of rows that one of `folds` holds (its fake sources' fakes, its real sources' reals); None: all."""
+    if folds is None:
+        return None
+    return {p for p, r in rows.items() if any(f.holds(int(r["label"]), r["source"]) for f in folds)}
+
+
 def matrix(per_member: list[Rows], *, keep: set[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     common = set.intersection(*(set(r) for r in per_member))
     if keep is not None:
@@ -83,7 +103,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "per-ethnicity FPR gap on the in-dist test reals is at most this")
     p.add_argument("--data", type=Path, help="the data root: adds per-ethnicity FPR of the in-dist test reals "
                    "(groups from manifest notes) for the ensemble and every member")
+    p.add_argument("--folds", help="a specialist: only these LOSO folds (comma-separated, e.g. dfdc,lfw_faceswap) "
+                   "judge the rules, and only the in-dist rows they hold fit its weights, temperature and threshold")
+    p.add_argument("--title", default="UDFD ensemble (recommended)", help="its title in the app")
     args = p.parse_args(argv)
+    only = specialist_folds(args.folds)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     pairs = [m.split("=", 1) if "=" in m else (m, m) for m in args.member]
@@ -93,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not fold_names:
         raise SystemExit("no loso_<fold>.csv score files: nothing to judge the ensemble by")
 
-    folds = []
+    every_fold = []
     for fold in fold_names:
         held = [rows_for(files[m], fold, "heldout") for m in score_names]
         val = [rows_for(files[m], fold, "val") for m in score_names]
@@ -102,7 +126,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log.info("fold %s: %d held-out rows, %d validation rows in common", fold, len(y_h), len(y_v))
         if len(y_h) == 0:
             continue
-        folds.append(FoldData(fold.removeprefix("loso_"), d_v, y_v, d_h, y_h))
+        every_fold.append(FoldData(fold.removeprefix("loso_"), d_v, y_v, d_h, y_h))
+    judged = {f.name for f in every_fold} if only is None else {f.name for f in only}
+    folds = [f for f in every_fold if f.name in judged]
+    if not folds:
+        raise SystemExit(f"no score files for the folds {args.folds}: nothing to judge the ensemble by")
     table = loso_table(folds, score_names)
     means = {col: mean_of(v) for col, v in table.items()}
     pooled = {}
@@ -113,16 +141,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Final weights: `nested` -> all folds' held-out rows pooled; `val` / `mean` -> the final models' in-dist val.
     ind_val = [rows_for(files[m], "in_dist", "val") for m in score_names]
     ind_test = [rows_for(files[m], "in_dist", "test") for m in score_names]
-    d_iv, y_iv, _ = matrix(ind_val)
-    d_it, y_it, meta_it = matrix(ind_test)
+    d_iv, y_iv, _ = matrix(ind_val, keep=held_by(ind_val[0], only))
+    d_it, y_it, meta_it = matrix(ind_test, keep=held_by(ind_test[0], only))
+    d_all, y_all, meta_all = matrix(ind_test)  # fairness: every real test face with a group, whatever its fold
     ranked = [args.rule] if args.rule != "auto" else sorted(rules, key=lambda r: -(means[f"ensemble:{r}"] or 0.0))
     selection: dict[str, Any] = {}
     for rule in ranked:  # best mean LOSO first; with --max-fpr-gap the first whose real-face FPR gap is within it
         stack, temperature, threshold = final_stack(rule, folds, d_iv, y_iv)
         prob_test = 1 / (1 + np.exp(-stack.score(d_it) / temperature))
+        prob_all = 1 / (1 + np.exp(-stack.score(d_all) / temperature))
         gap = None
         if args.data:
-            gap = (fairness(args.data, meta_it, y_it, {"e": (prob_test, threshold)})["e"]["fpr_gap"] or {}).get("gap")
+            gap = (fairness(args.data, meta_all, y_all, {"e": (prob_all, threshold)})["e"]["fpr_gap"] or {}).get("gap")
         selection[rule] = {"loso_mean": means[f"ensemble:{rule}"], "fpr_gap": gap}
         if args.max_fpr_gap is None or (gap is not None and gap <= args.max_fpr_gap) or rule == ranked[-1]:
             break
@@ -131,7 +161,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         idx = [i for i, r in enumerate(meta_it) if r["source"] == src]
         in_dist["per_source"][src] = {"n": len(idx), "fake": int(y_it[idx].sum()),
                                       "accuracy": float(((prob_test[idx] >= threshold) == y_it[idx]).mean())}
-    report = {"members": dict(pairs), "rule": rule, "selection": {"max_fpr_gap": args.max_fpr_gap, "tried": selection},
+    report = {"members": dict(pairs), "rule": rule, "folds": [f.name for f in only] if only else None,
+              "title": args.title, "loso_not_judged": loso_table([f for f in every_fold if f.name not in judged],
+                                                                 score_names) if only else None, "selection": {"max_fpr_gap": args.max_fpr_gap, "tried": selection},
               "loso": table, "loso_mean": means, "loso_pooled_members": pooled,
               "stack": stack.to_dict(), "temperature": temperature, "threshold": threshold,
               "in_dist_test_auc": auc(y_it, prob_test), "in_dist_member_test_auc":
@@ -139,8 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       "in_dist_val": len(y_iv), "in_dist_test": len(y_it),
                       "heldout": {f.name: len(f.y_heldout) for f in folds}}}
     if args.data:
-        report["fairness"] = fairness(args.data, meta_it, y_it, {"ensemble": (prob_test, threshold)} | {
-            m: (1 / (1 + np.exp(-d_it[:, j])), best_youden_threshold(y_iv, 1 / (1 + np.exp(-d_iv[:, j]))))
+        report["fairness"] = fairness(args.data, meta_all, y_all, {"ensemble": (prob_all, threshold)} | {
+            m: (1 / (1 + np.exp(-d_all[:, j])), best_youden_threshold(y_iv, 1 / (1 + np.exp(-d_iv[:, j]))))
             for j, m in enumerate(score_names)})
     print(json.dumps(report, indent=1))
     if args.report:
@@ -193,9 +225,9 @@ def write_checkpoint(folder: Path, report: dict[str, Any], *, name: str, version
             "stack": report["stack"], "labels": {0: "real", 1: "fake"}, "threshold": report["threshold"],
             "temperature": report["temperature"], "threshold_rule": "youden on in-distribution val",
             "loso": report["loso"], "loso_mean": report["loso_mean"],
-            "display": {"title": "UDFD ensemble (recommended)",
+            "display": {"title": report.get("title") or "UDFD ensemble (recommended)",
                         "summary": "combines " + ", ".join(report["members"].values()) + " by stacking fitted on "
-                        "held-out sources",
+                        "held-out sources" + (f" ({', '.join(report['folds'])} only)" if report.get("folds") else ""),
                         "skill": f"mean AUC on held-out sources {chosen:.2f} (leave-one-source-out)"}}
     (folder / CONFIG_NAME).write_text(json.dumps({UDFD_KEY: meta}, indent=1), encoding="utf-8")
     (folder / "eval_results.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
@@ -208,7 +240,7 @@ def _f(v: float | None) -> str:
 
 def _fairness_lines(report: dict[str, Any]) -> list[str]:
     fair = report.get("fairness")
-    if not fair:
+    if not fair or not fair.get("n"):
         return []
     groups = sorted(fair["n"])
     lines = ["## False positives on real faces by ethnicity (in-distribution test reals with a group label)", "",
@@ -242,6 +274,9 @@ def card(report: dict[str, Any], *, name: str, version: str) -> str:
         "Each member's calibrated log-odds of *fake* are standardised and combined linearly; fake_prob = "
         "sigmoid(s / T). Weights, temperature and threshold are in `config.json` (JSON, no pickle), fitted by "
         "`training/fit_ensemble.py` from the members' score files.", "",
+        *([f"A specialist: only the folds {', '.join(report['folds'])} judged the rules, and only the in-distribution "
+           "rows they hold (their fake sources' fakes, their real sources' reals) fitted the weights, temperature "
+           "and threshold.", ""] if report.get("folds") else []),
         f"Combination rule: **{report['rule']}** ({_chosen_by(report)}; see `udfd/evaluation/stacking.py`). "
         f"Temperature {report['temperature']:.3f}, threshold {report['threshold']:.3f} (Youden on in-distribution "
         "val).", "",
@@ -251,6 +286,9 @@ def card(report: dict[str, Any], *, name: str, version: str) -> str:
     for f in folds:
         lines.append(f"| {f} | " + " | ".join(_f(table[c].get(f)) for c in cols) + " |")
     lines.append("| **mean** | " + " | ".join(_f(report["loso_mean"][c]) for c in cols) + " |")
+    other = report.get("loso_not_judged") or {}
+    for f in sorted({f for col in other.values() for f in col}):
+        lines.append(f"| {f} (not judged) | " + " | ".join(_f(other.get(c, {}).get(f)) for c in cols) + " |")
     lines += ["", f"In-distribution test AUC: ensemble {_f(report['in_dist_test_auc'])}; members "
               + ", ".join(f"{m} {_f(v)}" for m, v in report["in_dist_member_test_auc"].items()) + ".", "",
               *_fairness_lines(report),
