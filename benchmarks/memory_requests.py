@@ -171,6 +171,7 @@ class Sampler:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from udfd.config import Settings
+    from udfd.hub import with_members
 
     settings = Settings.from_env()
     files = payloads(args.requests, args.seed)
@@ -180,7 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     url = f"http://{HOST}:{port}/"
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "GRADIO_ANALYTICS_ENABLED": "False",
            "PYTHONUNBUFFERED": "1"}
-    default_set = {*settings.detectors, *settings.video_detectors}
+    default_set = with_members({*settings.detectors, *settings.video_detectors}, settings.models)  # + ensemble members
     if args.default_set_only:  # every other configured model points nowhere: the app lists it as unavailable
         env |= {f"UDFD_MODEL_{name.upper()}": "local-dir:/nonexistent" for name in settings.models
                 if name not in default_set}

@@ -22,8 +22,9 @@ LAZY = ("sklearn", "scipy", "pytorch_grad_cam")
 _BUILD = """
 import json, os, sys
 from udfd.config import PROJECT_ROOT, Settings
+from udfd.hub import with_members
 base = Settings.from_env()
-default_set = {*base.detectors, *base.video_detectors}
+default_set = with_members({*base.detectors, *base.video_detectors}, base.models)  # ensembles load their members
 for name in base.models:  # only the default set loads, as `benchmarks/memory_requests.py --default-set-only`
     if name not in default_set:
         os.environ[f"UDFD_MODEL_{name.upper()}"] = "local-dir:/nonexistent"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -77,18 +78,23 @@ def _member(folder: Path, seed: int, size: int) -> str:
     return f"local-dir:{folder}"
 
 
-def _write_scores(root: Path, member: str, rng: np.random.Generator, strength: float) -> None:
+def _write_scores(root: Path, member: str, rng: np.random.Generator, strength: float, *,
+                  folds: tuple[str, ...] = FOLDS, n: int = 60,
+                  row: Callable[[str, int], tuple[str, float]] | None = None) -> None:
+    """Score files of one member: per fold, n val and n held-out (in_dist: test) rows alternating real / fake.
+    `row(fold, i)` gives a row's source and strength (default: the fold's name and `strength`)."""
     (root / member).mkdir(parents=True)
-    for fold in [*(f"loso_{f}" for f in FOLDS), "in_dist"]:
+    for fold in [*(f"loso_{f}" for f in folds), "in_dist"]:
         splits = ("val", "test") if fold == "in_dist" else ("val", "heldout")
         with (root / member / f"{fold}.csv").open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["path", "label", "source", "split", "fake_prob"])
             for split in splits:
-                for i in range(60):
+                for i in range(n):
                     label = i % 2
-                    p = 1 / (1 + np.exp(-((2 * label - 1) * strength + rng.normal(0, 1))))
-                    w.writerow([f"{'fake' if label else 'real'}/{fold}/{split}{i}.jpg", label, fold, split, p])
+                    source, k = row(fold, i) if row else (fold, strength)
+                    p = 1 / (1 + np.exp(-((2 * label - 1) * k + rng.normal(0, 1))))
+                    w.writerow([f"{'fake' if label else 'real'}/{fold}/{split}{i}.jpg", label, source, split, p])
 
 
 def test_fit_ensemble_writes_a_loadable_calibrated_checkpoint(tmp_path: Path) -> None:
@@ -190,19 +196,11 @@ def test_the_embedded_default_is_the_ensemble_and_scores_an_example_with_its_mem
 def _write_sourced_scores(root: Path, member: str, rng: np.random.Generator, strong: set[str]) -> None:
     """Score files whose rows carry the folds' real source names; the member separates the folds in `strong` well
     and the others barely."""
-    (root / member).mkdir(parents=True)
-    for fold in [*(f"loso_{f.name}" for f in LOSO_FOLDS), "in_dist"]:
-        splits = ("val", "test") if fold == "in_dist" else ("val", "heldout")
-        with (root / member / f"{fold}.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "label", "source", "split", "fake_prob"])
-            for split in splits:
-                for i in range(200):
-                    src_fold, label = LOSO_FOLDS[i // 2 % len(LOSO_FOLDS)], i % 2
-                    source = (src_fold.fake_sources if label else src_fold.real_sources)[0]
-                    strength = 2.0 if src_fold.name in strong else 0.1
-                    p = 1 / (1 + np.exp(-((2 * label - 1) * strength + rng.normal(0, 1))))
-                    w.writerow([f"{'fake' if label else 'real'}/{fold}/{split}{i}.jpg", label, source, split, p])
+    def row(_fold: str, i: int) -> tuple[str, float]:
+        src_fold = LOSO_FOLDS[i // 2 % len(LOSO_FOLDS)]
+        return (src_fold.fake_sources if i % 2 else src_fold.real_sources)[0], 2.0 if src_fold.name in strong else 0.1
+
+    _write_scores(root, member, rng, 0.0, folds=tuple(f.name for f in LOSO_FOLDS), n=200, row=row)
 
 
 def test_a_specialist_ensemble_is_judged_and_calibrated_on_its_folds_only(tmp_path: Path) -> None:
@@ -232,3 +230,18 @@ def test_a_specialist_ensemble_is_judged_and_calibrated_on_its_folds_only(tmp_pa
     assert set(special["loso_not_judged"]["swapper"]) == {f.name for f in LOSO_FOLDS} - swap
     with pytest.raises(SystemExit, match="unknown fold"):
         fit([*common, "--folds", "dfdc,celebdf"])
+
+
+def test_the_default_video_detector_is_the_face_swap_specialist_and_scores_a_face() -> None:
+    from udfd.config import Settings
+    from udfd.loader import load_detector
+
+    settings = Settings()
+    assert settings.video_detectors[0] == "ensemble_swap"
+    det = load_detector("ensemble_swap", settings=settings)
+    meta = read_config(Path(settings.models["ensemble_swap"].removeprefix("local-dir:")))["udfd"]
+    assert [m["name"] for m in meta["members"]] == ["sbi_lite0", "effnet_lite0"]
+    assert meta["display"]["summary"].endswith("(dfdc, lfw_faceswap only)")
+    scores = det.member_scores(det.preprocess(_faces(2)))
+    assert set(scores[0]) == {"sbi_lite0", "effnet_lite0"}
+    assert all(0.0 <= s.fake_prob <= 1.0 for s in det.predict(det.preprocess(_faces(2))))

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -164,6 +164,26 @@ def hub_download(*, repo_id: str, revision: str | None, timeout: float = HUB_TIM
         return snapshot_download(repo_id=repo_id, revision=revision, local_files_only=True)
     except LocalEntryNotFoundError as e:
         raise HubUnreachableError(f"the Hub is unreachable ({why}) and {repo_id} is not in the local cache") from e
+
+
+def with_members(names: Collection[str], short_names: dict[str, str]) -> set[str]:
+    """`names` and, for each that names a local folder holding an ensemble, its members' names, recursively.
+
+    What a process must be able to load to serve `names` (e.g. the app's default set, whose ensembles load their
+    members by short name). Hub references are not fetched: their members cannot be known offline."""
+    out: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        out.add(name)
+        for ref in parse_refs(name, short_names=short_names):
+            config = Path(ref.location).expanduser() / CONFIG_NAME
+            if ref.kind == "local-dir" and config.is_file():
+                todo += [m["name"] for m in read_config(config.parent).get(UDFD_KEY, {}).get("members", [])
+                         if isinstance(m, dict) and "name" in m]
+    return out
 
 
 def read_config(folder: Path) -> dict[str, Any]:
