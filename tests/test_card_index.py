@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from huggingface_hub import ModelCard
 
 from training.card_index import entries, folder_of
@@ -42,12 +43,21 @@ def test_model_index_is_added_replaced_and_keeps_the_rest():
     assert with_model_index(second, eval_index(loso={"dfdc": 0.6}), model_name="m") == second
 
 
-def test_embedded_cards_match_the_ensemble_report():
+@pytest.mark.parametrize("ensemble", ["ensemble", "ensemble_swap"])
+def test_embedded_cards_match_the_ensemble_report(ensemble: str):
     """Refitting the ensemble without re-running training/card_index.py leaves the Hub metadata stale: caught here."""
-    folder = folder_of("ensemble")
+    folder = folder_of(ensemble)
     report = json.loads((folder / "eval_results.json").read_text(encoding="utf-8"))
-    for detector, kwargs in entries(report, "ensemble").items():
-        card = ((folder if detector == "ensemble" else folder_of(detector)) / "README.md").read_text(encoding="utf-8")
+    for detector, kwargs in entries(report, ensemble).items():
+        card = ((folder if detector == ensemble else folder_of(detector)) / "README.md").read_text(encoding="utf-8")
         want = {f"heldout:{k}": round(v, 4) for k, v in kwargs["loso"].items() if v is not None}
         want["heldout:mean"] = round(kwargs["loso_mean"], 4)
         assert _loso(card) == want, detector
+
+
+def test_a_specialist_report_indexes_only_itself():
+    report = {"rule": "mean", "folds": ["dfdc", "lfw_faceswap"], "members": {"a": "sbi_lite0", "b": "effnet_lite0"},
+              "loso": {"ensemble:mean": {"dfdc": 0.63, "lfw_faceswap": 0.61}, "a": {"dfdc": 0.6}, "b": {"dfdc": 0.5}},
+              "loso_mean": {"ensemble:mean": 0.62, "a": 0.6, "b": 0.5}, "in_dist_test_auc": 0.7}
+    assert entries(report, "ensemble_swap") == {
+        "ensemble_swap": {"loso": {"dfdc": 0.63, "lfw_faceswap": 0.61}, "loso_mean": 0.62, "in_dist_auc": None}}
