@@ -66,6 +66,26 @@ def embed(detector: TimmDetector, crops: np.ndarray, *, batch: int = 64,
     return np.concatenate(out)
 
 
+def frozen_features(root: Path, samples: list, *, model: str = "tf_efficientnet_lite0", image_size: int = 160,
+                    crop_size: int = 160, stages: list[int] | None = None, resize: str = "area",
+                    cache_dir: Path = Path(".cache/udfd")) -> tuple[np.ndarray, TimmDetector, np.ndarray, str]:
+    """(head inputs of every face, the frozen detector, the crops, the cache key): embedded once, cached in
+    `cache_dir/feats-<key>.npy`, the key covering the files, the network, the sizes, the stages and the crops."""
+    crops = cached_crops(root, samples, faces=FaceSettings(), size=crop_size, cache_dir=cache_dir, resize=resize)
+    stages = list(stages or [])
+    det = TimmDetector.create({"model": model, "init": "imagenet", "image_size": image_size,
+                               "freeze_backbone": True, "stats_stages": stages or None, "resize": resize})
+    ident = [[s.path for s in samples], model, image_size, crop_size, stages,
+             hashlib.sha256(crops[::50].tobytes()).hexdigest()]  # the crops too: the face cropper can change
+    key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
+    feat_path = cache_dir / f"feats-{key}.npy"
+    if feat_path.is_file():
+        return np.load(feat_path), det, crops, key
+    x = embed(det, crops)
+    np.save(feat_path, x)
+    return x, det, crops, key
+
+
 def augmented_features(det: TimmDetector, crops: np.ndarray, key: str, copies: int, *, seed: int,
                        cache_dir: Path, cfg: AugmentConfig) -> list[np.ndarray]:
     """`copies` augmented views of every crop (seeded per crop and copy), embedded once and cached."""
@@ -198,21 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     root = args.data.resolve()
     samples = list_samples(root)
-    crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=args.cache_dir,
-                         resize=args.resize)
     y = np.array([s.label for s in samples])
     stages = [int(v) for v in args.stats_stages.split(",") if v.strip()]
-    det = TimmDetector.create({"model": args.model, "init": "imagenet", "image_size": args.image_size,
-                               "freeze_backbone": True, "stats_stages": stages or None, "resize": args.resize})
-    ident = [[s.path for s in samples], args.model, args.image_size, args.crop_size, stages,
-             hashlib.sha256(crops[::50].tobytes()).hexdigest()]  # the crops too: the face cropper can change
-    key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
-    feat_path = args.cache_dir / f"feats-{key}.npy"
-    if feat_path.is_file():
-        x = np.load(feat_path)
-    else:
-        x = embed(det, crops)
-        np.save(feat_path, x)
+    x, det, crops, key = frozen_features(root, samples, model=args.model, image_size=args.image_size,
+                                         crop_size=args.crop_size, stages=stages, resize=args.resize,
+                                         cache_dir=args.cache_dir)
     views = augmented_features(det, crops, key, args.augment_copies, seed=args.seed, cache_dir=args.cache_dir,
                                cfg=AUGMENTS[args.augment][0])
     x_all, y_all = np.concatenate([x, *views]), np.concatenate([y] * (1 + len(views)))
