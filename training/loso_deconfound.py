@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a
 from training.data import cached_crops, list_samples, split_samples  # noqa: E402
 from training.loso import loso_split, write_run_scores  # noqa: E402
 from training.loso_frozen import fit_head, frozen_features  # noqa: E402
-from training.loso_trivial import design, style_features  # noqa: E402
+from training.loso_trivial import dataset_style, design  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.evaluation.loso import FOLDS, loso_summary, summary_markdown  # noqa: E402
 from udfd.evaluation.metrics import binary_metrics  # noqa: E402
@@ -89,8 +89,6 @@ def fit_mode(mode: str, x: np.ndarray, s: np.ndarray, y: np.ndarray, split: dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm.auto import tqdm
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--stats-stages", default="4", help="the frozen features' stages (effnet_lite0 1.1: 4)")
@@ -109,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     x, *_ = frozen_features(root, samples, image_size=args.image_size, crop_size=args.image_size, stages=stages,
                             cache_dir=args.cache_dir)
     crops = cached_crops(root, samples, faces=FaceSettings(), size=224, cache_dir=args.cache_dir)  # loso_trivial's
-    s = design(np.stack([style_features(crops[i], (root / q.path).read_bytes(), name=q.path)
-                         for i, q in enumerate(tqdm(samples, desc="style features", unit="img"))]))
+    s = design(dataset_style(root, samples, crops))
     runs = [(f.name, loso_split(samples, f.name, seed=args.seed, val=0.1, test=0.1)) for f in FOLDS]
     runs.append(("in_dist", split_samples(samples, seed=args.seed, val=0.1, test=0.1)))
     results: dict[str, dict[str, object]] = {m: {} for m in MODES}

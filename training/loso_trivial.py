@@ -113,6 +113,15 @@ def style_features(crop: np.ndarray, data: bytes, *, name: str = "<bytes>") -> n
     return np.concatenate([file_features(data, name=name), crop_features(crop)])
 
 
+def dataset_style(root: Path, samples: Sequence, crops: np.ndarray) -> np.ndarray:
+    """style_features of every sample (its file under root and its crop), one row each; a missing JPEG quality stays
+    NaN (see `design`)."""
+    from tqdm.auto import tqdm
+
+    return np.stack([style_features(crops[i], (root / s.path).read_bytes(), name=s.path)
+                     for i, s in enumerate(tqdm(samples, desc="style features", unit="img"))])
+
+
 def design(features: np.ndarray) -> np.ndarray:
     """The model's input: a copy with a missing JPEG quality put at LOSSLESS_QUALITY (is_jpeg tells the two apart)."""
     x = np.array(features, dtype=float)
@@ -192,8 +201,6 @@ def _medians(feats: np.ndarray, samples: Sequence) -> dict[str, dict[str, float 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm.auto import tqdm
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--crop-size", type=int, default=224, help="the face-crop cache to read (same as the detectors')")
@@ -206,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = list_samples(root)
     crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=args.cache_dir)
     y = np.array([s.label for s in samples])
-    feats = np.stack([style_features(crops[i], (root / s.path).read_bytes(), name=s.path)
-                      for i, s in enumerate(tqdm(samples, desc="style features", unit="img"))])
+    feats = dataset_style(root, samples, crops)
     x = design(feats)
     log.info("%d faces, %d not JPEG", len(x), int((feats[:, FEATURES.index("is_jpeg")] == 0).sum()))
     splits = {f.name: loso_split(samples, f.name, seed=args.seed, val=0.1, test=0.1) for f in FOLDS}
