@@ -35,6 +35,7 @@ from udfd.memory import release_memory, trim_periodically, tune_malloc  # noqa: 
 from udfd.ui.compare import build_compare_tab  # noqa: E402
 from udfd.ui.glossary import explain, glossary_markdown  # noqa: E402
 from udfd.ui.image import analyze, build_image_tab, load_models, payload_file  # noqa: E402,F401  (analyze: API)
+from udfd.ui.image_cache import install as install_atomic_image_cache  # noqa: E402
 from udfd.ui.malformed import StrictBlocks  # noqa: E402
 from udfd.ui.public import hide_paths  # noqa: E402
 from udfd.ui.uploads import BodyLimit, inline_limit  # noqa: E402
@@ -66,6 +67,7 @@ def build_app(
 ) -> gr.Blocks:
     """Build the Blocks UI. Without `available` the configured detectors are loaded (see `load_models`)."""
     settings = settings or Settings.from_env()
+    install_atomic_image_cache()  # identical answers served at once are never truncated (udfd/ui/image_cache.py)
     if available is None:
         available, unavailable = load_models(settings)
     # Visitors see model names and reasons without server paths (the log has them: see load_models).
