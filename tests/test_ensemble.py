@@ -215,7 +215,9 @@ def test_a_specialist_ensemble_is_judged_and_calibrated_on_its_folds_only(tmp_pa
               "--rule", "val"]
     everything = fit(common)
     out = tmp_path / "ens"
-    special = fit([*common, "--folds", "dfdc,lfw_faceswap", "--title", "face-swap specialist", "--output", str(out)])
+    (tmp_path / "extra.md").write_text("## What it is for\n\nFace-swap videos.\n")
+    special = fit([*common, "--folds", "dfdc,lfw_faceswap", "--title", "face-swap specialist", "--output", str(out),
+                   "--card-extra", str(tmp_path / "extra.md")])
     assert set(everything["loso"]["swapper"]) == {f.name for f in LOSO_FOLDS}
     assert set(special["loso"]["swapper"]) == swap and special["folds"] == ["dfdc", "lfw_faceswap"]
     # In-dist rows: only the two folds' sources (2 of 5 folds' rows), so the weights lean on the swap member.
@@ -227,6 +229,7 @@ def test_a_specialist_ensemble_is_judged_and_calibrated_on_its_folds_only(tmp_pa
     assert "dfdc, lfw_faceswap only" in meta["display"]["summary"]
     card = (out / "README.md").read_text()
     assert "A specialist: only the folds dfdc, lfw_faceswap" in card and "| stylegan (not judged) |" in card
+    assert card.index("## What it is for\n\nFace-swap videos.") < card.index("## Limits")
     assert set(special["loso_not_judged"]["swapper"]) == {f.name for f in LOSO_FOLDS} - swap
     with pytest.raises(SystemExit, match="unknown fold"):
         fit([*common, "--folds", "dfdc,celebdf"])

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--folds", help="a specialist: only these LOSO folds (comma-separated, e.g. dfdc,lfw_faceswap) "
                    "judge the rules, and only the in-dist rows they hold fit its weights, temperature and threshold")
     p.add_argument("--title", default="UDFD ensemble (recommended)", help="its title in the app")
+    p.add_argument("--card-extra", type=Path, help="a Markdown file whose text the card carries before its Limits")
     args = p.parse_args(argv)
     only = specialist_folds(args.folds)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ind_test = [rows_for(files[m], "in_dist", "test") for m in score_names]
     d_iv, y_iv, _ = matrix(ind_val, keep=held_by(ind_val[0], only))
     d_it, y_it, meta_it = matrix(ind_test, keep=held_by(ind_test[0], only))
-    d_all, y_all, meta_all = matrix(ind_test)  # fairness: every real test face with a group, whatever its fold
+    # Fairness: every real test face with a group, whatever its fold (a specialist is still shown every face).
+    d_all, y_all, meta_all = (d_it, y_it, meta_it) if only is None else matrix(ind_test)
     ranked = [args.rule] if args.rule != "auto" else sorted(rules, key=lambda r: -(means[f"ensemble:{r}"] or 0.0))
     selection: dict[str, Any] = {}
     for rule in ranked:  # best mean LOSO first; with --max-fpr-gap the first whose real-face FPR gap is within it
@@ -161,9 +163,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         idx = [i for i, r in enumerate(meta_it) if r["source"] == src]
         in_dist["per_source"][src] = {"n": len(idx), "fake": int(y_it[idx].sum()),
                                       "accuracy": float(((prob_test[idx] >= threshold) == y_it[idx]).mean())}
+    not_judged = loso_table([f for f in every_fold if f.name not in judged], score_names) if only else None
     report = {"members": dict(pairs), "rule": rule, "folds": [f.name for f in only] if only else None,
-              "title": args.title, "loso_not_judged": loso_table([f for f in every_fold if f.name not in judged],
-                                                                 score_names) if only else None, "selection": {"max_fpr_gap": args.max_fpr_gap, "tried": selection},
+              "title": args.title, "loso_not_judged": not_judged,
+              "selection": {"max_fpr_gap": args.max_fpr_gap, "tried": selection},
               "loso": table, "loso_mean": means, "loso_pooled_members": pooled,
               "stack": stack.to_dict(), "temperature": temperature, "threshold": threshold,
               "in_dist_test_auc": auc(y_it, prob_test), "in_dist_member_test_auc":
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.report:
         args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")
     if args.output:
-        write_checkpoint(args.output, report, name=args.name, version=args.version)
+        extra = args.card_extra.read_text(encoding="utf-8") if args.card_extra else ""
+        write_checkpoint(args.output, report, name=args.name, version=args.version, extra=extra)
     return report
 
 
@@ -215,7 +219,7 @@ def fairness(data: Path, meta: list[dict], y: np.ndarray, models: dict[str, tupl
     return out
 
 
-def write_checkpoint(folder: Path, report: dict[str, Any], *, name: str, version: str) -> None:
+def write_checkpoint(folder: Path, report: dict[str, Any], *, name: str, version: str, extra: str = "") -> None:
     from udfd.hub import CONFIG_NAME, UDFD_KEY
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -231,7 +235,7 @@ def write_checkpoint(folder: Path, report: dict[str, Any], *, name: str, version
                         "skill": f"mean AUC on held-out sources {chosen:.2f} (leave-one-source-out)"}}
     (folder / CONFIG_NAME).write_text(json.dumps({UDFD_KEY: meta}, indent=1), encoding="utf-8")
     (folder / "eval_results.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    (folder / "README.md").write_text(card(report, name=name, version=version), encoding="utf-8")
+    (folder / "README.md").write_text(card(report, name=name, version=version, extra=extra), encoding="utf-8")
 
 
 def _f(v: float | None) -> str:
@@ -262,7 +266,8 @@ def _chosen_by(report: dict[str, Any]) -> str:
             f"gap on the in-distribution test reals is at most {sel['max_fpr_gap']:g}, tried in LOSO order: {tried}")
 
 
-def card(report: dict[str, Any], *, name: str, version: str) -> str:
+def card(report: dict[str, Any], *, name: str, version: str, extra: str = "") -> str:
+    """The model card; `extra` (Markdown, e.g. what a specialist is for) goes before its Limits."""
     table = report["loso"]
     folds = sorted({f for col in table.values() for f in col})
     cols = list(table)
@@ -299,6 +304,7 @@ def card(report: dict[str, Any], *, name: str, version: str) -> str:
               + f", bias {report['stack']['bias']:+.3f}. A negative weight means the member is used upside down: the "
               "stacking found it consistently wrong on the other folds' unseen sources and inverted it. Read the "
               "per-fold table before trusting that: an inversion that helps some sources hurts the others.", "",
+              *([extra.strip(), ""] if extra.strip() else []),
               "## Limits", "",
               "A probability is not proof. The LOSO folds are five groups of our 17 dev sources; fakes from methods "
               "unlike all of them (new generators, heavy post-processing) can still be missed. Members trained by "

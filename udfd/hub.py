@@ -179,9 +179,9 @@ def with_members(names: Collection[str], short_names: dict[str, str]) -> set[str
             continue
         out.add(name)
         for ref in parse_refs(name, short_names=short_names):
-            config = Path(ref.location).expanduser() / CONFIG_NAME
-            if ref.kind == "local-dir" and config.is_file():
-                todo += [m["name"] for m in read_config(config.parent).get(UDFD_KEY, {}).get("members", [])
+            folder = Path(ref.location).expanduser()
+            if ref.kind == "local-dir" and (folder / CONFIG_NAME).is_file():
+                todo += [m["name"] for m in read_config(folder).get(UDFD_KEY, {}).get("members", [])
                          if isinstance(m, dict) and "name" in m]
     return out
 
