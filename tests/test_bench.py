@@ -132,9 +132,11 @@ def test_video_bench_refuses_when_no_video_detector_loads(tmp_path, tiny_setting
         run_video_bench(settings=replace(tiny_settings, video_detectors=("no_such_detector",)), clip=clip)
 
 
-@pytest.mark.parametrize("stats_stages", [None, [3]])
-def test_side_by_side_scores_a_timm_detector_three_ways(tmp_path: Path, bench_data: Path, stats_stages) -> None:
-    """A tiny timm checkpoint (plain, or with a head on stage statistics as effnet_lite0 1.1 has): our default path,
+@pytest.mark.parametrize("head", [{"stats_stages": None}, {"stats_stages": [3]},
+                                  {"stats_stages": [3], "fake_kinds": ["swap", "gan"]}])
+def test_side_by_side_scores_a_timm_detector_three_ways(tmp_path: Path, bench_data: Path, head) -> None:
+    """A tiny timm checkpoint (plain, with a head on stage statistics as effnet_lite0 1.1 has, or one head per kind of
+    fake as effnet_lite0_kinds has): our default path,
     eager fp32 and the plain timm + torchvision script all run on every file; the plain script's probability is
     the network's own softmax (same weights, its own resize)."""
     import torch
@@ -146,10 +148,12 @@ def test_side_by_side_scores_a_timm_detector_three_ways(tmp_path: Path, bench_da
     from udfd.loader import clear_cache
 
     torch.manual_seed(0)
-    det = TimmDetector.create({**TimmDetector.tiny_arch, "mean": [0.5] * 3, "std": [0.5] * 3,
-                               "stats_stages": stats_stages})
+    det = TimmDetector.create({**TimmDetector.tiny_arch, "mean": [0.5] * 3, "std": [0.5] * 3, **head})
     with torch.no_grad():  # a non-zero head, so that wrongly loaded weights would show in the probability
-        det.net.get_classifier().weight.normal_(std=0.5)
+        for layer in (m for m in det.net.get_classifier().modules() if isinstance(m, torch.nn.Linear)):
+            layer.weight.normal_(std=0.5)
+        if head.get("fake_kinds"):
+            det.net.get_classifier().platt.copy_(torch.tensor([0.7, -0.4]))
     folder = tmp_path / "tiny-timm"
     det.save_pretrained(folder, metadata={"version": "test", "fast": "onnx"}, fp16=False)
     clear_cache()

@@ -299,3 +299,38 @@ def test_a_frozen_backbone_is_retrained_by_fitting_its_head_again(world: dict) -
     with pytest.raises(UdfdError, match="records no training recipe"):
         train_candidate(stripped, tree, tmp / "run2" / "candidate", version="3", extra=[], cache_dir=cache)
     assert not (tmp / "run2" / "candidate").exists(), "nothing is trained"
+
+
+def test_a_kinds_head_is_refitted_with_its_kinds_and_the_flags_count_for_every_kind(world: dict) -> None:
+    """effnet_lite0_kinds' recipe (`--fake-kinds`): the parent records its {kind: sources}; retraining fits one head
+    per kind again, the visitors' flagged fakes (`fake/feedback`, kind unknown) a fake for every head."""
+    from training.loso_frozen import main as loso_frozen
+    from training.retrain import train_candidate
+    from udfd.loader import load_detector
+
+    tmp, cache = world["tmp"], world["cache"]
+    kinds = tmp / "kinds.json"
+    kinds.write_text(json.dumps({"_doc": "test", "gan": ["gen1"]}))
+    common = ["--model", "tf_efficientnet_lite0", "--image-size", "64", "--crop-size", "64", "--stats-stages", "4",
+              "--only-in-dist", "--cache-dir", str(cache), "--scores-dir", str(tmp / "scores")]
+    loso_frozen(["--data", str(world["data"]), "--out", str(tmp / "parent"), "--version", "1", *common,
+                 "--fake-kinds", str(kinds), "--min-kind-fakes", "5"])
+    parent = tmp / "parent" / "model"
+    recorded = json.loads((parent / "config.json").read_text())["udfd"]
+    assert recorded["head"]["fake_kinds"] == {"gan": ["gen1"]} and recorded["arch"]["fake_kinds"] == ["gan"]
+    tree = tmp / "tree"
+    for label, src in (("real", "cam"), ("fake", "gen1")):
+        for f in (world["data"] / label / src).iterdir():
+            (tree / label / src).mkdir(parents=True, exist_ok=True)
+            (tree / label / src / f.name).symlink_to(f)
+    _images(tree / "fake" / "feedback", "old_fake", 8, 20)  # no kind of its own: refused without the "*" kind
+
+    out = train_candidate(parent, tree, tmp / "run" / "candidate", version="2", extra=[], cache_dir=cache)
+    meta = json.loads((out / "config.json").read_text())["udfd"]
+    assert meta["version"] == "2" and meta["arch"]["fake_kinds"] == ["gan"]
+    assert meta["head"]["fake_kinds"] == {"gan": ["gen1"], "*": ["feedback"]}
+    det = load_detector(f"local-dir:{out}")
+    imgs = [np.asarray(PILImage.open(p).convert("RGB")) for p in sorted((world["trusted"] / "real" / "cam").iterdir())
+            + sorted((world["trusted"] / "fake" / "gen1").iterdir())]
+    probs = [s.fake_prob for s in det.predict(det.preprocess(imgs))]
+    assert min(probs[12:]) > max(probs[:12]), "the refitted kinds heads separate the trusted fakes from the reals"

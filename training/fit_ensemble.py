@@ -230,8 +230,10 @@ def write_checkpoint(folder: Path, report: dict[str, Any], *, name: str, version
             "temperature": report["temperature"], "threshold_rule": "youden on in-distribution val",
             "loso": report["loso"], "loso_mean": report["loso_mean"],
             "display": {"title": report.get("title") or "UDFD ensemble (recommended)",
-                        "summary": "combines " + ", ".join(report["members"].values()) + " by stacking fitted on "
-                        "held-out sources" + (f" ({', '.join(report['folds'])} only)" if report.get("folds") else ""),
+                        "summary": ("combines " + ", ".join(report["members"].values()) + " by stacking fitted on"
+                                    if len(report["members"]) > 1 else
+                                    next(iter(report["members"].values())) + " alone, calibrated, chosen on")
+                        + " held-out sources" + (f" ({', '.join(report['folds'])} only)" if report.get("folds") else ""),
                         "skill": f"mean AUC on held-out sources {chosen:.2f} (leave-one-source-out)"}}
     (folder / CONFIG_NAME).write_text(json.dumps({UDFD_KEY: meta}, indent=1), encoding="utf-8")
     (folder / "eval_results.json").write_text(json.dumps(report, indent=1), encoding="utf-8")

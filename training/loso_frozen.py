@@ -18,6 +18,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ from udfd.evaluation.metrics import (  # noqa: E402
     fit_temperature,
     metrics_by_group,
 )
+
+if TYPE_CHECKING:
+    from training.kinds import KindsFit
 
 log = logging.getLogger(__name__)
 C_GRID = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -212,8 +216,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="how the head's L2 strength is chosen: val = validation log loss; loso = the best mean AUC "
                         "of a leave-one-source-out run inside each fold's train+val rows (nested, never the held-out "
                         "fold); loso-min = the best worst-fold AUC of that run")
+    p.add_argument("--fake-kinds", type=Path,
+                   help="a JSON file {kind: [fake sources]} (training/configs/fake_kinds.json): one head per kind of "
+                        "fake, combined by log-sum-exp (training/kinds.py); C by validation log loss only")
+    p.add_argument("--min-kind-fakes", type=int, default=30,
+                   help="with --fake-kinds: a kind with fewer train fakes gets no head")
     p.add_argument("--only-in-dist", action="store_true", help="skip the LOSO folds (they are in the score files)")
     args = p.parse_args(argv)
+    if args.fake_kinds and args.select_c != "val":
+        p.error("--fake-kinds chooses each head's C by validation log loss; it cannot be combined with --select-c")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(min(2, torch.get_num_threads()))
     root = args.data.resolve()
@@ -226,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     views = augmented_features(det, crops, key, args.augment_copies, seed=args.seed, cache_dir=args.cache_dir,
                                cfg=AUGMENTS[args.augment][0])
     x_all, y_all = np.concatenate([x, *views]), np.concatenate([y] * (1 + len(views)))
+    kind_all = None
+    if args.fake_kinds:
+        from training.kinds import load_kinds, row_kinds
+
+        kind_all = np.concatenate([row_kinds(y, [s.source for s in samples], load_kinds(args.fake_kinds))]
+                                  * (1 + len(views)))
     results: dict[str, object] = {}
     runs = [] if args.only_in_dist else [(f.name, loso_split(samples, f.name, seed=args.seed, val=0.1, test=0.1))
                                          for f in FOLDS]
@@ -245,8 +262,16 @@ def main(argv: list[str] | None = None) -> int:
                                           criterion="min" if args.select_c == "loso-min" else "mean")
             log.info("%s: C by inner LOSO %s (%s AUC per C %s)", name, c_loso,
                      "worst-fold" if args.select_c == "loso-min" else "mean", json.dumps(inner))
-        w, b, c = fit_head(x_all, y_all, train, split["val"], weights, c=c_loso)
-        logit = {k: x[v] @ w + b for k, v in split.items() if v}
+        if kind_all is None:
+            w, b, c = fit_head(x_all, y_all, train, split["val"], weights, c=c_loso)
+            head: tuple[np.ndarray, float] | KindsFit = (w, b)
+            logit = {k: x[v] @ w + b for k, v in split.items() if v}
+        else:
+            from training.kinds import fit_kinds
+
+            head = fit_kinds(x_all, y_all, kind_all, train, split["val"], weights, min_fakes=args.min_kind_fakes)
+            c = head.c
+            logit = {k: head.logit(x[v]) for k, v in split.items() if v}
         probs = {k: 1 / (1 + np.exp(-v)) for k, v in logit.items()}
         loso = name if name != "in_dist" else None
         write_run_scores(args.scores_dir, args.member, samples, split, probs, loso_fold=loso)
@@ -262,8 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = entry
         log.info("%s: %s", name, json.dumps(entry))
         if name == "in_dist":
-            _save(det, w, b, logit["val"], y[split["val"]], args, c)
-            _finish_folder(det, logit, y, samples, split, root, args, c)
+            if kind_all is not None:
+                det = TimmDetector.create({**det.arch, "fake_kinds": list(head.kinds)})
+            _save(det, head, logit["val"], y[split["val"]], args, c)
+            _finish_folder(det, logit, y, samples, split, root, args, c,
+                           n_trained=None if kind_all is None else head.weight.size + head.bias.size)
     summary = member_summary(args.scores_dir, args.member).as_dict()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps({"loso": summary, "runs": results}, indent=1), encoding="utf-8")
@@ -271,22 +299,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _save(det: TimmDetector, w: np.ndarray, b: float, val_logit: np.ndarray, y_val: np.ndarray,
-          args: argparse.Namespace, c: float) -> None:
-    """The in-distribution head as the network's 2-way classifier (real logit 0, fake logit w·x + b), calibrated."""
+def _save(det: TimmDetector, fitted: tuple[np.ndarray, float] | KindsFit, val_logit: np.ndarray, y_val: np.ndarray,
+          args: argparse.Namespace, c: float | dict) -> None:
+    """The in-distribution head as the network's 2-way classifier, calibrated: real logit 0 and fake logit w·x + b
+    for `fitted` = (w, b), or a `KindsHead` holding a `training.kinds.KindsFit`'s weights."""
     head = det.net.get_classifier()
     with torch.no_grad():
-        head.weight.zero_()
-        head.bias.zero_()
-        head.weight[1] = torch.from_numpy(w).float()
-        head.bias[1] = b
+        if isinstance(fitted, tuple):
+            w, b = fitted
+            head.weight.zero_()
+            head.bias.zero_()
+            head.weight[1] = torch.from_numpy(w).float()
+            head.bias[1] = b
+        else:
+            head.linear.weight.copy_(torch.from_numpy(fitted.weight).float())
+            head.linear.bias.copy_(torch.from_numpy(fitted.bias).float())
+            head.platt.copy_(torch.tensor(fitted.platt, dtype=torch.float32))
     two = np.stack([np.zeros_like(val_logit), val_logit], 1)
     t = fit_temperature(two, y_val)
     p_val = 1 / (1 + np.exp(-val_logit / t))
     det.set_calibration(temperature=t, threshold=best_youden_threshold(y_val, p_val))
     det.meta["threshold_max_f1"] = best_f1_threshold(y_val, p_val)
-    det.save_pretrained(args.out / "model", metadata={"version": args.version, "threshold_rule": "youden", "head": {"kind": "logistic", "C": c, "select_c": args.select_c},
-                                                      "crop_size": args.crop_size})
+    recipe = {"kind": "logistic", "C": c, "select_c": args.select_c}
+    if getattr(args, "fake_kinds", None):  # what retrain.py needs to fit the same heads again
+        from training.kinds import read_kinds
+
+        recipe |= {"fake_kinds": read_kinds(args.fake_kinds), "min_kind_fakes": args.min_kind_fakes}
+    det.save_pretrained(args.out / "model", metadata={"version": args.version, "threshold_rule": "youden",
+                                                      "head": recipe, "crop_size": args.crop_size})
 
 
 def _finish_folder(det: TimmDetector, logit: dict[str, np.ndarray], y: np.ndarray, samples: list, split: dict,
@@ -338,9 +378,12 @@ def _c_desc(args: argparse.Namespace) -> str:
 
 
 def _head_desc(args: argparse.Namespace) -> str:
-    if not args.stats_stages:
-        return "the pooled pre-logits"
-    return f"the per-channel mean and std of feature stage(s) {args.stats_stages}"
+    what = ("the pooled pre-logits" if not args.stats_stages
+            else f"the per-channel mean and std of feature stage(s) {args.stats_stages}")
+    if getattr(args, "fake_kinds", None):
+        what += (", one head per kind of fake (each kind's fakes against all reals, standardised on the validation"
+                 " reals) combined by log-sum-exp (`--fake-kinds`)")
+    return what
 
 
 if __name__ == "__main__":

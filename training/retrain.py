@@ -184,6 +184,15 @@ def _refit_head(parent: Path, meta: dict[str, Any], tree: Path, out: Path, *, ve
         args += ["--stats-stages", ",".join(str(v) for v in arch["stats_stages"])]
     args += ["--select-c", (meta.get("head") or {}).get("select_c", "val"),  # as the parent's L2 strength was chosen
              "--resize", str(arch.get("resize", "auto"))]  # the crops the product shows the parent
+    kinds = (meta.get("head") or {}).get("fake_kinds")
+    if kinds:  # one head per kind of fake, as the parent; a flag says "fake", not which kind: a fake for every head
+        from training.kinds import ANY
+
+        work.mkdir(parents=True, exist_ok=True)
+        spec = {**kinds, ANY: sorted({*kinds.get(ANY, []), FEEDBACK_SOURCE})}
+        (work / "fake_kinds.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+        args += ["--fake-kinds", str(work / "fake_kinds.json"),
+                 "--min-kind-fakes", str(meta["head"].get("min_kind_fakes", 30))]
     with contextlib.redirect_stdout(sys.stderr):  # its summary JSON would mix with this script's answer
         loso_frozen(args + extra)
     shutil.move(str(work / "model"), str(out))

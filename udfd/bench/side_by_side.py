@@ -167,12 +167,20 @@ def _plain_stage_stats(net: torch.nn.Module, state: dict[str, torch.Tensor],
     unexpected = net.load_state_dict(backbone, strict=False).unexpected_keys
     if unexpected or not backbone:
         raise UdfdError(f"stats_stages checkpoint does not fit {type(net).__name__}: unexpected {unexpected[:3]}")
-    head = torch.nn.Linear(state["classifier.weight"].shape[1], state["classifier.weight"].shape[0])
-    head.load_state_dict({"weight": state["classifier.weight"], "bias": state["classifier.bias"]})
+    kinds = "classifier.linear.weight" in state  # arch.fake_kinds: one score per kind, Platt-scaled log-sum-exp
+    prefix = "classifier.linear." if kinds else "classifier."
+    weight = state[prefix + "weight"]
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    head.load_state_dict({"weight": weight, "bias": state[prefix + "bias"]})
     head.eval()
 
     def logits(x: torch.Tensor) -> torch.Tensor:
         maps = net.forward_intermediates(x, indices=stages, intermediates_only=True, stop_early=True)
-        return head(torch.cat([t for m in maps for t in (m.mean(dim=(2, 3)), m.std(dim=(2, 3)))], dim=1))
+        out = head(torch.cat([t for m in maps for t in (m.mean(dim=(2, 3)), m.std(dim=(2, 3)))], dim=1))
+        if not kinds:
+            return out
+        a, b = state["classifier.platt"].tolist()
+        s = a * torch.logsumexp(out, dim=1) + b
+        return torch.stack([torch.zeros_like(s), s], dim=1)
 
     return net, logits

@@ -12,6 +12,8 @@ Starting weights, applied by `create()` only (a saved checkpoint always loads it
 `arch.freeze_backbone` trains only the classifier (meaningful with pretrained weights only).
 `arch.stats_stages` (e.g. `[4]`): the classifier reads the per-channel mean and standard deviation of those
 feature stages (timm `forward_intermediates` indices) instead of the pooled pre-logits; see `StageStatsNet`.
+`arch.fake_kinds` (e.g. `["face_swap", "gan", "diffusion"]`, with `stats_stages`): one linear score per kind of
+fake instead of one, combined by log-sum-exp into the 2-way logits; see `KindsHead`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class TimmDetector(TorchClassifier):
     family: ClassVar[str] = "timm"
     default_arch: ClassVar[dict[str, Any]] = {"image_size": 224, "model": "mobilenetv2_100", "init": None,
                                               "pretrained": None, "freeze_backbone": False, "drop_rate": 0.2,
-                                              "stats_stages": None}
+                                              "stats_stages": None, "fake_kinds": None}
     tiny_arch: ClassVar[dict[str, Any]] = {"image_size": 32, "model": "mobilenetv2_035"}
     train_defaults: ClassVar[dict[str, Any]] = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4,
                                                 "batch_size": 32, "epochs": 12}
@@ -104,7 +106,7 @@ class StageStatsNet(nn.Module):
     classifier's input (B, 2 * sum of stage channels).
     """
 
-    def __init__(self, backbone: nn.Module, stages: list[int], num_classes: int = 2) -> None:
+    def __init__(self, backbone: nn.Module, stages: list[int], kinds: list[str] | None = None) -> None:
         super().__init__()
         self.stages = [int(i) for i in stages]
         info = backbone.feature_info
@@ -118,7 +120,8 @@ class StageStatsNet(nn.Module):
                 if hasattr(backbone, unused):
                     setattr(backbone, unused, nn.Identity())
         self.backbone = backbone
-        self.classifier = nn.Linear(2 * sum(channels), num_classes)
+        width = 2 * sum(channels)
+        self.classifier = KindsHead(width, kinds) if kinds else nn.Linear(width, 2)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier
@@ -131,6 +134,34 @@ class StageStatsNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+class KindsHead(nn.Module):
+    """One linear score per kind of fake, each fitted against all reals (`training/kinds.py`); the 2-way logits are
+    (0, a * log-sum-exp of the scores + b), so fake_prob is high when any one kind's score is; (a, b) is a Platt
+    scaling fitted on validation faces (the log-sum-exp of K standardised scores sits well above 0 on real faces).
+
+    A single linear head has to put face swaps, GAN faces and diffusion faces on one side of one hyperplane; in the
+    leave-one-source-out runs it is the GAN and diffusion folds that this separation helps (see the card). Every
+    consumer of a 2-way classifier (ensembles, Grad-CAM, ONNX, calibration) reads it unchanged. `kinds` names the
+    rows of `linear`, in order."""
+
+    def __init__(self, in_features: int, kinds: list[str]) -> None:
+        super().__init__()
+        if len(kinds) < 1 or len(set(kinds)) != len(kinds):
+            raise ValueError(f"fake_kinds must be distinct names, got {kinds!r}")
+        self.kinds = [str(k) for k in kinds]
+        self.linear = nn.Linear(in_features, len(self.kinds))
+        # (scale, offset) of the fake logit: Platt scaling of the log-sum-exp, fitted on validation faces
+        self.register_buffer("platt", torch.tensor([1.0, 0.0]))
+
+    def kind_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, K): each kind's score (a standardised log-odds against real faces)."""
+        return self.linear(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.platt[0] * torch.logsumexp(self.kind_scores(x), dim=1) + self.platt[1]
+        return torch.stack([torch.zeros_like(s), s], dim=1)
+
+
 def _timm_net(arch: dict[str, Any]) -> nn.Module:
     import timm
 
@@ -139,8 +170,10 @@ def _timm_net(arch: dict[str, Any]) -> nn.Module:
 
 def _finish(net: nn.Module, arch: dict[str, Any]) -> nn.Module:
     """The timm network as the checkpoint holds it: wrapped for `stats_stages`, backbone frozen if asked."""
+    if arch.get("fake_kinds") and not arch.get("stats_stages"):
+        raise ValueError("arch.fake_kinds needs arch.stats_stages (the kinds head reads stage statistics)")
     if arch.get("stats_stages"):
-        net = StageStatsNet(net, arch["stats_stages"])
+        net = StageStatsNet(net, arch["stats_stages"], arch.get("fake_kinds"))
     if arch.get("freeze_backbone"):
         for p in net.parameters():
             p.requires_grad = False
@@ -157,9 +190,9 @@ def _small_head(net: nn.Module) -> None:
     """A near-zero 2-way head on pretrained features. timm's EfficientNet init draws the classifier from
     U(±1/sqrt(fan_out)) = U(±0.71) for 2 classes, which on 1280 positive pooled features gives logits of ~±10
     and a starting cross-entropy of ~4-5 that a short fine-tune spends its budget undoing (measured here)."""
-    head = net.get_classifier()
-    nn.init.normal_(head.weight, std=0.01)
-    nn.init.zeros_(head.bias)
+    for layer in (m for m in net.get_classifier().modules() if isinstance(m, nn.Linear)):
+        nn.init.normal_(layer.weight, std=0.01)
+        nn.init.zeros_(layer.bias)
 
 
 def _load_timm_weights(net: nn.Module, model: str, ref: str) -> None:
