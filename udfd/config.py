@@ -27,6 +27,8 @@ DEFAULT_MODELS: dict[str, str] = {
     "mobilenet_v2": f"local-dir:{EMBEDDED_MODELS / 'udfd-mobilenet-v2'}",
     # timm family, EfficientNet-Lite0 from ImageNet (frozen backbone + head; issue 15); not in the defaults.
     "effnet_lite0": f"local-dir:{EMBEDDED_MODELS / 'udfd-effnet-lite0'}",
+    # The same frozen Lite0 with one head per kind of fake (face swap, GAN, diffusion; training/kinds.py).
+    "effnet_lite0_kinds": f"local-dir:{EMBEDDED_MODELS / 'udfd-effnet-lite0-kinds'}",
     # The calibrated ensemble (training/fit_ensemble.py): its members are loaded by their own short names.
     "ensemble": f"local-dir:{EMBEDDED_MODELS / 'udfd-ensemble'}",
     "ocvae": f"local-dir:{EMBEDDED_MODELS / 'udfd-ocvae'}",
