@@ -44,9 +44,13 @@ def test_freezing_leaves_only_the_classifier_trainable():
     assert [n for n, p in det.net.named_parameters() if p.requires_grad] == ["classifier.weight", "classifier.bias"]
 
 
-def test_save_and_load_round_trip_through_the_loader(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"fake_kinds": ["face_swap", "gan"]}])  # one head, or one per kind of fake
+def test_save_and_load_round_trip_through_the_loader(tmp_path, extra):
     torch.manual_seed(1)
-    det = TimmDetector.create(TINY)
+    det = TimmDetector.create({**TINY, **extra})
+    with torch.no_grad():  # a head that is not near zero, so that a wrongly loaded one would show
+        for layer in (m for m in det.net.get_classifier().modules() if isinstance(m, torch.nn.Linear)):
+            layer.weight.normal_(0, 0.05)
     det.set_calibration(temperature=1.3, threshold=0.42)
     det.save_pretrained(tmp_path / "m", metadata={"version": "t1"}, fp16=False)
     loaded = load_detector(f"local-dir:{tmp_path / 'm'}", settings=Settings(fast="off"))
@@ -54,6 +58,7 @@ def test_save_and_load_round_trip_through_the_loader(tmp_path):
     with torch.inference_mode():
         assert torch.allclose(loaded.logits(batch), det.logits(batch), atol=1e-5)
     assert loaded.threshold == pytest.approx(0.42) and loaded.temperature == pytest.approx(1.3)
+    assert getattr(loaded.net.classifier, "kinds", None) == extra.get("fake_kinds")
 
 
 def test_blocks_after_the_last_stage_taken_are_not_kept():
