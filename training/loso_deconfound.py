@@ -20,7 +20,6 @@ direction learnt on the other folds. Writes the per-fold table (and each mode's 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shlex
@@ -31,10 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from any folder
 
-from training.data import cached_crops, list_samples, split_samples  # noqa: E402
+from training.data import cached_crops, split_samples  # noqa: E402
 from training.loso import loso_split, write_run_scores  # noqa: E402
 from training.loso_frozen import fit_head, frozen_features  # noqa: E402
 from training.loso_trivial import dataset_style, design  # noqa: E402
+from training.options import study_parser, study_samples  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.evaluation.loso import FOLDS, loso_summary, summary_markdown  # noqa: E402
 from udfd.evaluation.metrics import binary_metrics  # noqa: E402
@@ -89,20 +89,13 @@ def fit_mode(mode: str, x: np.ndarray, s: np.ndarray, y: np.ndarray, split: dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True)
+    p = study_parser(__doc__, out="benchmarks/results/loso_deconfound.json")
     p.add_argument("--stats-stages", default="4", help="the frozen features' stages (effnet_lite0 1.1: 4)")
     p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--clip", type=float, default=0.02, help="ipw: propensities are clipped to [clip, 1 - clip]")
-    p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
     p.add_argument("--scores-dir", type=Path, help="also write each mode's score files (member deconfound_<mode>)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/loso_deconfound.json"))
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = args.data.resolve()
-    samples = list_samples(root)
-    y = np.array([s.label for s in samples])
+    root, samples, y = study_samples(args)
     stages = [int(v) for v in args.stats_stages.split(",") if v.strip()]
     x, *_ = frozen_features(root, samples, image_size=args.image_size, crop_size=args.image_size, stages=stages,
                             cache_dir=args.cache_dir)

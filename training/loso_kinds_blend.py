@@ -12,7 +12,6 @@ row, so no held-out face reaches a head. Writes per-fold AUCs, and score files w
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -24,10 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from any folder
 
-from training.data import list_samples, split_samples  # noqa: E402
+from training.data import split_samples  # noqa: E402
 from training.kinds import fit_kinds, load_kinds, row_kinds  # noqa: E402
 from training.loso import loso_split, write_run_scores  # noqa: E402
 from training.loso_frozen import embed, frozen_features  # noqa: E402
+from training.options import study_parser, study_samples  # noqa: E402
 from udfd.evaluation.loso import FOLDS  # noqa: E402
 from udfd.evaluation.metrics import binary_metrics  # noqa: E402
 
@@ -65,20 +65,13 @@ def blend_features(det, crops: np.ndarray, reals: list[int], *, copies: int, see
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True)
+    p = study_parser(__doc__, out="benchmarks/results/loso_kinds_blend.json")
     p.add_argument("--fake-kinds", type=Path, default=Path(__file__).parent / "configs" / "fake_kinds.json")
     p.add_argument("--copies", type=int, default=1, help="self-blends per real face")
     p.add_argument("--member", help="also write score files as this member (runs/scores/<member>/)")
     p.add_argument("--scores-dir", type=Path, default=Path("runs/scores"))
-    p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/loso_kinds_blend.json"))
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = args.data.resolve()
-    samples = list_samples(root)
-    y = np.array([s.label for s in samples])
+    root, samples, y = study_samples(args)
     x, det, crops, key = frozen_features(root, samples, stages=[4], cache_dir=args.cache_dir)  # effnet_lite0's
     kind = row_kinds(y, [s.source for s in samples], load_kinds(args.fake_kinds))
     xb, owner = blend_features(det, crops, [i for i in range(len(y)) if y[i] == 0], copies=args.copies,

@@ -14,7 +14,6 @@ its AUC on the held-out rows. A fold where this scores high says little about fa
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import logging
@@ -28,9 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from any folder
 
-from training.data import cached_crops, list_samples, split_samples  # noqa: E402
+from training.data import cached_crops, split_samples  # noqa: E402
 from training.loso import loso_split  # noqa: E402
 from training.loso_frozen import fit_head  # noqa: E402
+from training.options import study_parser, study_samples  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.evaluation.loso import FOLDS, loso_summary, summary_markdown  # noqa: E402
 
@@ -201,18 +201,11 @@ def _medians(feats: np.ndarray, samples: Sequence) -> dict[str, dict[str, float 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True)
+    p = study_parser(__doc__, out="benchmarks/results/loso_trivial.json")
     p.add_argument("--crop-size", type=int, default=224, help="the face-crop cache to read (same as the detectors')")
-    p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/loso_trivial.json"))
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = args.data.resolve()
-    samples = list_samples(root)
+    root, samples, y = study_samples(args)
     crops = cached_crops(root, samples, faces=FaceSettings(), size=args.crop_size, cache_dir=args.cache_dir)
-    y = np.array([s.label for s in samples])
     feats = dataset_style(root, samples, crops)
     x = design(feats)
     log.info("%d faces, %d not JPEG", len(x), int((feats[:, FEATURES.index("is_jpeg")] == 0).sum()))

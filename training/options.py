@@ -12,6 +12,31 @@ import yaml
 from udfd.detectors.base import get_family
 
 
+def study_parser(description: str | None, *, out: str) -> argparse.ArgumentParser:
+    """--data, --cache-dir, --seed and --out (default `out`): what every LOSO study script takes (loso_trivial.py,
+    loso_deconfound.py, loso_kinds_blend.py); each adds its own options."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", type=Path, default=Path(out))
+    return p
+
+
+def study_samples(args: argparse.Namespace) -> tuple[Path, list[Any], Any]:
+    """Logging on, then (data root, its samples, their labels as a numpy array) for a study script's `--data`."""
+    import logging
+
+    import numpy as np
+
+    from training.data import list_samples
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = args.data.resolve()
+    samples = list_samples(root)
+    return root, samples, np.array([s.label for s in samples])
+
+
 def common_parser(description: str | None) -> argparse.ArgumentParser:
     """Data, output, schedule, logging and Hub options every training script takes."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
