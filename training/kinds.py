@@ -41,9 +41,7 @@ class KindsFit:
         return self.platt[0] * self.lse(x) + self.platt[1]
 
     def lse(self, x: np.ndarray) -> np.ndarray:
-        z = self.kind_logits(x)
-        top = z.max(axis=1)
-        return top + np.log(np.exp(z - top[:, None]).sum(axis=1))
+        return np.logaddexp.reduce(self.kind_logits(x), axis=1)
 
 
 def read_kinds(path: Path) -> dict[str, list[str]]:

@@ -2,8 +2,8 @@
 
 The default detectors read texture statistics of the face, and sensor noise disturbs exactly those: on
 effnet_lite0's test split, Gaussian noise of std 0.02 made the default ensemble 1.3 call 22.0 % of the real photos
-fake (1.2: 44.7 %; `benchmarks/results/robustness_default.json`). A face whose crop is noisier than `NOISY_FACE` is therefore
-"cannot tell" (uncertain reason "noisy"), whatever its score.
+fake (1.2: 44.7 %; `benchmarks/results/robustness_default.json`). A face whose crop is noisier than `NOISY_FACE`
+is therefore "cannot tell" (uncertain reason "noisy"), whatever its score.
 """
 
 from __future__ import annotations

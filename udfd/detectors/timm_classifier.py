@@ -153,12 +153,9 @@ class KindsHead(nn.Module):
         # (scale, offset) of the fake logit: Platt scaling of the log-sum-exp, fitted on validation faces
         self.register_buffer("platt", torch.tensor([1.0, 0.0]))
 
-    def kind_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, K): each kind's score (a standardised log-odds against real faces)."""
-        return self.linear(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.platt[0] * torch.logsumexp(self.kind_scores(x), dim=1) + self.platt[1]
+        # self.linear(x): each kind's score, a log-odds against real faces standardised on the validation reals
+        s = self.platt[0] * torch.logsumexp(self.linear(x), dim=1) + self.platt[1]
         return torch.stack([torch.zeros_like(s), s], dim=1)
 
 
