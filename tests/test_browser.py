@@ -120,10 +120,15 @@ def test_upload_verdict_and_compare_in_a_real_browser(chromium: str, served_app,
             sync_api.expect(page.get_by_text(re.compile(r"processing \|"))).to_have_count(0, timeout=WAIT_MS)
             sync_api.expect(page.locator("#verdict-sentence")).to_contain_text(
                 re.compile(r"Likely manipulated|Cannot tell|No sign of manipulation"), timeout=WAIT_MS)
-            # The Verdict JSON is collapsed until opened; the evidence report downloads.
-            page.get_by_text("Verdict JSON", exact=True).first.click()
-            sync_api.expect(page.get_by_text('"overall"').first).to_be_visible(timeout=WAIT_MS)
+            # Wait for the example's answer before clicking the accordion: in one CI run the click opened nothing,
+            # most likely because the answer arrived during it and moved the page's layout under the pointer.
             sync_api.expect(link).not_to_have_attribute("href", before, timeout=WAIT_MS)
+            # The Verdict JSON is collapsed until opened (Gradio marks the open accordion's button "open").
+            toggle = page.locator("button.label-wrap", has_text="Verdict JSON").first
+            sync_api.expect(toggle).not_to_have_class(re.compile(r"\bopen\b"))
+            toggle.click()
+            sync_api.expect(toggle).to_have_class(re.compile(r"\bopen\b"), timeout=WAIT_MS)
+            sync_api.expect(page.get_by_text('"overall"').first).to_be_visible(timeout=WAIT_MS)
             sync_api.expect(link).to_have_attribute("href", re.compile(r"udfd-report-.*\.html"), timeout=WAIT_MS)
             said = page.locator("#verdict-sentence").inner_text().strip()
             with page.expect_download(timeout=WAIT_MS) as download:  # a click on the link downloads the page
