@@ -243,8 +243,11 @@ def test_the_default_video_detector_is_the_face_swap_specialist_and_scores_a_fac
     assert settings.video_detectors[0] == "ensemble_swap"
     det = load_detector("ensemble_swap", settings=settings)
     meta = read_config(Path(settings.models["ensemble_swap"].removeprefix("local-dir:")))["udfd"]
-    assert [m["name"] for m in meta["members"]] == ["sbi_lite0", "effnet_lite0_kinds"]  # 1.1: the image default's network
+    # 1.2: the image default's network, scored by its face-swap head alone (tests/test_kinds_view.py)
+    assert meta["members"] == [{"name": "sbi_lite0"}, {"name": "effnet_lite0_kinds", "kinds": ["face_swap"]}]
     assert meta["display"]["summary"].endswith("(dfdc, lfw_faceswap only)")
     scores = det.member_scores(det.preprocess(_faces(2)))
-    assert set(scores[0]) == {"sbi_lite0", "effnet_lite0_kinds"}
+    assert set(scores[0]) == {"sbi_lite0", "effnet_lite0_kinds[face_swap]"}
+    image_default = load_detector("effnet_lite0_kinds", settings=settings)
+    assert det.members[1].module() is getattr(image_default, "eager", image_default).module()  # no second copy
     assert all(0.0 <= s.fake_prob <= 1.0 for s in det.predict(det.preprocess(_faces(2))))

@@ -92,7 +92,9 @@ def matrix(per_member: list[Rows], *, keep: set[str] | None = None) -> tuple[np.
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--member", action="append", required=True,
-                   help="SCOREDIR=DETECTOR: score-file folder name = runtime detector name (short name or ref)")
+                   help="SCOREDIR=DETECTOR: score-file folder name = runtime detector name (short name or ref); "
+                        "DETECTOR[kind] for a kinds model scored by that kind's head alone (loso_frozen.py "
+                        "--score-kinds wrote its score files)")
     p.add_argument("--scores", type=Path, default=Path("runs/scores"))
     p.add_argument("--output", type=Path, help="write the ensemble checkpoint folder here")
     p.add_argument("--rule", choices=["auto", "mean", "val", "nested", "nested_pos"], default="auto")
@@ -219,13 +221,25 @@ def fairness(data: Path, meta: list[dict], y: np.ndarray, models: dict[str, tupl
     return out
 
 
+def member_spec(detector: str) -> dict[str, Any]:
+    """`effnet_lite0` -> {"name": "effnet_lite0"}; `effnet_lite0_kinds[face_swap]` (the name such a member
+    has in the product) -> that detector scored by those kinds' heads only (`+` between several) (pure)."""
+    name, bracket, rest = detector.partition("[")
+    if not bracket:
+        return {"name": detector}
+    kinds = [k for k in rest.removesuffix("]").split("+") if k]
+    if not rest.endswith("]") or not kinds:
+        raise SystemExit(f"--member ...={detector}: write DETECTOR[kind+kind], e.g. effnet_lite0_kinds[face_swap]")
+    return {"name": name, "kinds": kinds}
+
+
 def write_checkpoint(folder: Path, report: dict[str, Any], *, name: str, version: str, extra: str = "") -> None:
     from udfd.hub import CONFIG_NAME, UDFD_KEY
 
     folder.mkdir(parents=True, exist_ok=True)
     chosen = report["loso_mean"][f"ensemble:{report['rule']}"] or 0.0
     meta = {"family": "ensemble", "name": name, "version": version,
-            "members": [{"name": det} for det in report["members"].values()],
+            "members": [member_spec(det) for det in report["members"].values()],
             "stack": report["stack"], "labels": {0: "real", 1: "fake"}, "threshold": report["threshold"],
             "temperature": report["temperature"], "threshold_rule": "youden on in-distribution val",
             "loso": report["loso"], "loso_mean": report["loso_mean"],

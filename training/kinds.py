@@ -36,12 +36,19 @@ class KindsFit:
     def kind_logits(self, x: np.ndarray) -> np.ndarray:
         return x @ self.weight.T + self.bias
 
-    def logit(self, x: np.ndarray) -> np.ndarray:
-        """The fake logit: Platt-scaled log-sum-exp of the kinds' standardised logits (pure; what `KindsHead` computes)."""
-        return self.platt[0] * self.lse(x) + self.platt[1]
+    def logit(self, x: np.ndarray, kinds: tuple[str, ...] | None = None) -> np.ndarray:
+        """The fake logit: Platt-scaled log-sum-exp of the kinds' standardised logits (pure; what `KindsHead` computes).
+        `kinds`: of those kinds only (what `udfd.detectors.kinds_view.KindsView` computes), the same Platt scaling."""
+        return self.platt[0] * self.lse(x, kinds) + self.platt[1]
 
-    def lse(self, x: np.ndarray) -> np.ndarray:
-        return np.logaddexp.reduce(self.kind_logits(x), axis=1)
+    def lse(self, x: np.ndarray, kinds: tuple[str, ...] | None = None) -> np.ndarray:
+        z = self.kind_logits(x)
+        if kinds is not None:
+            missing = sorted(set(kinds) - set(self.kinds))
+            if missing:
+                raise ValueError(f"no head for kind(s) {missing}: this fit has {list(self.kinds)}")
+            z = z[:, [self.kinds.index(k) for k in kinds]]
+        return np.logaddexp.reduce(z, axis=1)
 
 
 def read_kinds(path: Path) -> dict[str, list[str]]:

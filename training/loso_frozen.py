@@ -221,8 +221,15 @@ def main(argv: list[str] | None = None) -> int:
                         "fake, combined by log-sum-exp (training/kinds.py); C by validation log loss only")
     p.add_argument("--min-kind-fakes", type=int, default=30,
                    help="with --fake-kinds: a kind with fewer train fakes gets no head")
+    p.add_argument("--score-kinds",
+                   help="with --fake-kinds: comma-separated kinds whose heads alone give the scores written (the "
+                        "log-sum-exp of those kinds, as an ensemble member spec {\"kinds\": [...]} computes it); "
+                        "no model folder is written")
     p.add_argument("--only-in-dist", action="store_true", help="skip the LOSO folds (they are in the score files)")
     args = p.parse_args(argv)
+    score_kinds = tuple(k.strip() for k in (args.score_kinds or "").split(",") if k.strip()) or None
+    if score_kinds and not args.fake_kinds:
+        p.error("--score-kinds needs --fake-kinds")
     if args.fake_kinds and args.select_c != "val":
         p.error("--fake-kinds chooses each head's C by validation log loss; it cannot be combined with --select-c")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -271,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
             head = fit_kinds(x_all, y_all, kind_all, train, split["val"], weights, min_fakes=args.min_kind_fakes)
             c = head.c
-            logit = {k: head.logit(x[v]) for k, v in split.items() if v}
+            logit = {k: head.logit(x[v], score_kinds) for k, v in split.items() if v}
         probs = {k: 1 / (1 + np.exp(-v)) for k, v in logit.items()}
         loso = name if name != "in_dist" else None
         write_run_scores(args.scores_dir, args.member, samples, split, probs, loso_fold=loso)
@@ -286,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["fairness"] = real_fpr_by_group(y, probs, split, groups)
         results[name] = entry
         log.info("%s: %s", name, json.dumps(entry))
-        if name == "in_dist":
+        if name == "in_dist" and not score_kinds:
             if kind_all is not None:
                 det = TimmDetector.create({**det.arch, "fake_kinds": list(head.kinds)})
             _save(det, head, logit["val"], y[split["val"]], args, c)

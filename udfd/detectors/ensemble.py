@@ -6,7 +6,8 @@ s = w . z + b (weights fitted on a validation split by training/fit_ensemble.py,
 no pickle), and reports fake_prob = sigmoid(s / T) with its own temperature T and threshold.
 
 Members are either references (`{"name": "effnet_lite0"}`: a short name or `hf-hub:` / `local-dir:` reference,
-loaded through the one loader, so the embedded ensemble does not copy its members' weights) or inline
+loaded through the one loader, so the embedded ensemble does not copy its members' weights; `"kinds": ["face_swap"]`
+scores a kinds model by those kinds' heads only, see `kinds_member`) or inline
 (`{"family": ..., "arch": ...}`: created with the ensemble and saved in `members/<i>/`; tests and smoke runs).
 A member must be a plain two-class image classifier that declares `image_size`, `mean`, `std`, `fake_index` and
 `temperature` (the torch classifier families do); anything else is refused with a clear error. The input batch is
@@ -69,6 +70,20 @@ class _EnsembleNet(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.combine(self.member_log_odds(batch))
+
+
+def kinds_member(det: Any, kinds: Sequence[str], settings: Any) -> Any:
+    """A member spec's `"kinds"`: the loaded detector scored by those kinds' heads only (`with_kinds` of the timm
+    family). It shares the loaded network; where the loader served a fast copy, the view gets its own fast copy of
+    the same mode (verified the same way), so the member runs as fast as the detector it views."""
+    from udfd.loader import fast_copy  # noqa: PLC0415  (the loader imports the families)
+
+    eager = getattr(det, "eager", det)
+    if not hasattr(eager, "with_kinds"):
+        raise ModelUnavailableError(f"{det.name} cannot be scored by kinds {list(kinds)}: it has no kinds heads")
+    view = eager.with_kinds(kinds)
+    mode = getattr(det, "fast_mode", None)
+    return fast_copy(view, mode, settings=settings) if mode else view
 
 
 @register
@@ -135,7 +150,8 @@ class EnsembleDetector:
         for i, spec in enumerate(meta.get("members", [])):
             if "name" in spec:
                 try:
-                    members.append(load_detector(spec["name"], settings=settings))
+                    member = load_detector(spec["name"], settings=settings)
+                    members.append(kinds_member(member, spec["kinds"], settings) if spec.get("kinds") else member)
                 except ModelUnavailableError as e:
                     raise ModelUnavailableError(f"ensemble member {spec['name']} unavailable: {e}") from e
             else:

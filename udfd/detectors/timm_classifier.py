@@ -18,6 +18,8 @@ fake instead of one, combined by log-sum-exp into the 2-way logits; see `KindsHe
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -77,6 +79,28 @@ class TimmDetector(TorchClassifier):
                 low = net.forward_intermediates(batch, indices=1, intermediates_only=True)[0]
             high = self.head_input(batch)
         return low.mean(dim=(2, 3)), high
+
+    kinds_used: tuple[str, ...] | None = None  # set by `with_kinds`: score with those kinds' heads only
+
+    def with_kinds(self, kinds: Sequence[str]) -> TimmDetector:
+        """This detector scored by some of its kinds' heads only (`arch.fake_kinds`): the Platt-scaled log-sum-exp
+        of those kinds' scores (`KindsHead.logit_of`). A shallow copy that shares the network, so it costs no
+        memory; named `name[kind+kind]`. An ensemble member `{"name": ..., "kinds": [...]}` is one (a face-swap
+        specialist reads the face_swap head alone). Unknown kinds, or a detector without kinds heads, raise."""
+        head = self.net.get_classifier() if isinstance(self.net, StageStatsNet) else None
+        if not isinstance(head, KindsHead):
+            raise ModelUnavailableError(f"{self.name} has no kinds heads (arch.fake_kinds): it cannot be scored "
+                                        f"by kinds {list(kinds)}")
+        head.indices(kinds)  # raises on an unknown kind, naming the known ones
+        view = copy.copy(self)
+        view.kinds_used = tuple(str(k) for k in kinds)
+        view.name = f"{self.name}[{'+'.join(view.kinds_used)}]"
+        return view
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.kinds_used is None:
+            return self.net(batch)
+        return self.net.get_classifier().logit_of(self.net.features(batch), self.kinds_used)
 
     def head_input(self, batch: torch.Tensor) -> torch.Tensor:
         """What the 2-way classifier reads: stage statistics (`stats_stages`) or the pooled pre-logits."""
@@ -155,7 +179,21 @@ class KindsHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # self.linear(x): each kind's score, a log-odds against real faces standardised on the validation reals
-        s = self.platt[0] * torch.logsumexp(self.linear(x), dim=1) + self.platt[1]
+        return self._two_way(self.linear(x))
+
+    def indices(self, kinds: Sequence[str]) -> list[int]:
+        unknown = [k for k in kinds if k not in self.kinds]
+        if not kinds or unknown:
+            raise ModelUnavailableError(f"unknown fake kind(s) {unknown or list(kinds)}: this head has {self.kinds}")
+        return [self.kinds.index(k) for k in kinds]
+
+    def logit_of(self, x: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
+        """The 2-way logits from these kinds' scores only, with the same Platt scaling (`training.kinds.KindsFit.logit`
+        with `kinds`)."""
+        return self._two_way(self.linear(x)[:, self.indices(kinds)])
+
+    def _two_way(self, scores: torch.Tensor) -> torch.Tensor:
+        s = self.platt[0] * torch.logsumexp(scores, dim=1) + self.platt[1]
         return torch.stack([torch.zeros_like(s), s], dim=1)
 
 
