@@ -250,4 +250,6 @@ def test_the_default_video_detector_is_the_face_swap_specialist_and_scores_a_fac
     assert set(scores[0]) == {"sbi_lite0", "effnet_lite0_kinds[face_swap]"}
     image_default = load_detector("effnet_lite0_kinds", settings=settings)
     assert det.members[1].module() is getattr(image_default, "eager", image_default).module()  # no second copy
+    if hasattr(image_default, "onnx_scores"):  # served through ONNX: the view runs the image default's session
+        assert det.members[1].onnx_scores is image_default.onnx_scores
     assert all(0.0 <= s.fake_prob <= 1.0 for s in det.predict(det.preprocess(_faces(2))))

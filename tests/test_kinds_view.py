@@ -75,24 +75,34 @@ def test_an_unknown_kind_or_a_model_without_kinds_heads_is_refused_by_name() -> 
     with pytest.raises(ModelUnavailableError, match="has no kinds heads"):
         plain.with_kinds(["gan"])
     with pytest.raises(ModelUnavailableError, match="has no kinds heads"):
-        kinds_member(load_detector("cnn", settings=Settings(fast="off")), ["gan"], Settings(fast="off"))
+        kinds_member(load_detector("cnn", settings=Settings(fast="off")), ["gan"])
     with pytest.raises(ValueError, match=r"no head for kind\(s\) \['blend'\]"):
         fit = _fit_of(_detector())
         fit.logit(np.zeros((1, fit.weight.shape[1])), ("blend",))
 
 
-def test_a_fast_member_gets_a_verified_fast_view_of_the_same_mode() -> None:
+def test_the_view_of_an_onnx_copy_runs_the_same_session_and_keeps_every_score() -> None:
     det = _detector()
     fast = accelerate(det, "onnx")
-    view = kinds_member(fast, ["face_swap"], Settings(fast="auto", cache_dir=""))
+    calls = []
+    session = fast.onnx_scores  # the graph gives every kind's score (onnx_split); torch combines them
+
+    def counted(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(len(batch))
+        return session(batch)
+
+    fast.onnx_scores = counted
+    view = fast.with_kinds(["face_swap"])
     assert view.fast_mode == "onnx" and view.name == "timm[face_swap]"
-    eager_view = det.with_kinds(["face_swap"])
+    assert view.eager.kinds_used == ("face_swap",) and view.eager.module() is det.module()
     batch = det.preprocess(_faces())
     a = np.array([s.fake_prob for s in view.predict(batch)])
-    b = np.array([s.fake_prob for s in eager_view.predict(batch)])
+    assert calls == [len(batch)]  # through the copy's own session: no second graph in memory
+    b = np.array([s.fake_prob for s in det.with_kinds(["face_swap"]).predict(batch)])
     assert np.allclose(a, b, atol=1e-4)
-    assert kinds_member(det, ["gan"], Settings(fast="off")).logits is not None  # an eager member stays eager
-    assert not hasattr(kinds_member(det, ["gan"], Settings(fast="off")), "fast_mode")
+    full = np.array([s.fake_prob for s in fast.predict(batch)])  # the copy itself still reads every kind
+    assert np.allclose(full, [s.fake_prob for s in det.predict(batch)], atol=1e-4)
+    assert not np.allclose(full, a, atol=1e-3)
 
 
 def test_an_ensemble_reads_a_kinds_spec_from_its_config(tmp_path) -> None:

@@ -140,8 +140,17 @@ def accelerate(det: Detector, mode: str, *, example: torch.Tensor | None = None,
     elif mode in ("onnx", "onnx_int8"):
         if example is None:
             example = det.preprocess([np.zeros((64, 64, 3), np.uint8)])
-        fast.logits = _onnx_logits(base_logits, net, example, cache=_cache_file(cache_dir, det, net, example),
-                                   int8=mode == "onnx_int8")
+        # A detector may export part of its logits (`onnx_split`: a kinds model's graph gives every kind's score,
+        # so that its views, udfd.detectors.timm_classifier.TimmDetector.with_kinds, run the same session).
+        split = fast.onnx_split() if hasattr(fast, "onnx_split") else None
+        body, tail = split or (base_logits, None)
+        run = _onnx_logits(body, net, example, cache=_cache_file(cache_dir, det, net, example),
+                           int8=mode == "onnx_int8")
+        if tail is None:
+            fast.logits = run
+        else:
+            fast.onnx_scores = run
+            fast.logits = lambda batch: tail(run(batch))
     fast.version = f"{det.version}{EXECUTION_SEP}{mode}"
     # Explanations need gradients through the original network (an onnx or int8 copy has none): they use `eager`.
     fast.eager = det

@@ -76,12 +76,6 @@ def _load_ref(ref: ModelRef, *, name: str | None, settings: Settings, download: 
         return _CACHE[f"{key}|{mode}"][0]
 
 
-def fast_copy(det: Detector, mode: str, *, settings: Settings) -> Detector:
-    """`det`'s fast copy in `mode` as the loader makes one under these settings (verified when UDFD_FAST is auto):
-    for detectors built from a loaded one (an ensemble's kinds view, udfd.detectors.ensemble.kinds_member)."""
-    return _fast_copy(det, mode, verify_it=settings.fast.strip() == AUTO, cache_dir=settings.cache_dir)
-
-
 def _fast_copy(det: Detector, mode: str, *, verify_it: bool, cache_dir: str = "") -> Detector:
     """The fast copy of `det`; a default (auto) path must keep every score on the verification crops, or `det`
     itself serves, with one log line saying why. An exported graph is cached under `cache_dir` (udfd.fast)."""

@@ -72,18 +72,12 @@ class _EnsembleNet(nn.Module):
         return self.combine(self.member_log_odds(batch))
 
 
-def kinds_member(det: Any, kinds: Sequence[str], settings: Any) -> Any:
+def kinds_member(det: Any, kinds: Sequence[str]) -> Any:
     """A member spec's `"kinds"`: the loaded detector scored by those kinds' heads only (`with_kinds` of the timm
-    family). It shares the loaded network; where the loader served a fast copy, the view gets its own fast copy of
-    the same mode (verified the same way), so the member runs as fast as the detector it views."""
-    from udfd.loader import fast_copy  # noqa: PLC0415  (the loader imports the families)
-
-    eager = getattr(det, "eager", det)
-    if not hasattr(eager, "with_kinds"):
+    family): the same network, and where the loader served an ONNX fast copy, the same session."""
+    if not hasattr(det, "with_kinds"):
         raise ModelUnavailableError(f"{det.name} cannot be scored by kinds {list(kinds)}: it has no kinds heads")
-    view = eager.with_kinds(kinds)
-    mode = getattr(det, "fast_mode", None)
-    return fast_copy(view, mode, settings=settings) if mode else view
+    return det.with_kinds(kinds)
 
 
 @register
@@ -151,7 +145,7 @@ class EnsembleDetector:
             if "name" in spec:
                 try:
                     member = load_detector(spec["name"], settings=settings)
-                    members.append(kinds_member(member, spec["kinds"], settings) if spec.get("kinds") else member)
+                    members.append(kinds_member(member, spec["kinds"]) if spec.get("kinds") else member)
                 except ModelUnavailableError as e:
                     raise ModelUnavailableError(f"ensemble member {spec['name']} unavailable: {e}") from e
             else:

@@ -19,7 +19,7 @@ fake instead of one, combined by log-sum-exp into the 2-way logits; see `KindsHe
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -84,18 +84,41 @@ class TimmDetector(TorchClassifier):
 
     def with_kinds(self, kinds: Sequence[str]) -> TimmDetector:
         """This detector scored by some of its kinds' heads only (`arch.fake_kinds`): the Platt-scaled log-sum-exp
-        of those kinds' scores (`KindsHead.logit_of`). A shallow copy that shares the network, so it costs no
-        memory; named `name[kind+kind]`. An ensemble member `{"name": ..., "kinds": [...]}` is one (a face-swap
-        specialist reads the face_swap head alone). Unknown kinds, or a detector without kinds heads, raise."""
-        head = self.net.get_classifier() if isinstance(self.net, StageStatsNet) else None
-        if not isinstance(head, KindsHead):
+        of those kinds' scores (`KindsHead.from_scores`), named `name[kind+kind]`. A shallow copy that shares the
+        network; the view of an ONNX fast copy (udfd.fast) runs that copy's session, whose graph gives every kind's
+        score (`onnx_split`), so a view costs no memory. An ensemble member `{"name": ..., "kinds": [...]}` is one
+        (the face-swap specialist reads the face_swap head alone). Unknown kinds, or no kinds heads, raise."""
+        head = self._kinds_head()
+        if head is None:
             raise ModelUnavailableError(f"{self.name} has no kinds heads (arch.fake_kinds): it cannot be scored "
                                         f"by kinds {list(kinds)}")
         head.indices(kinds)  # raises on an unknown kind, naming the known ones
         view = copy.copy(self)
         view.kinds_used = tuple(str(k) for k in kinds)
         view.name = f"{self.name}[{'+'.join(view.kinds_used)}]"
+        view.__dict__.pop("logits", None)  # a fast copy's own logits() reads every kind
+        scores = getattr(self, "onnx_scores", None)
+        if scores is not None:
+            view.logits = lambda batch: head.from_scores(scores(batch), view.kinds_used)
+        if hasattr(self, "eager"):  # a fast copy: explanations use the eager network, seen the same way
+            view.eager = self.eager.with_kinds(kinds)
+            view.explain_target = view.eager.explain_target
         return view
+
+    def onnx_split(self) -> tuple[Callable[[torch.Tensor], torch.Tensor],
+                                  Callable[[torch.Tensor], torch.Tensor]] | None:
+        """For udfd.fast's ONNX path, (what the graph computes, what torch does with its output): a kinds model
+        exports every kind's score and combines them in torch, so that its views share one session. None: the
+        graph computes `logits` whole."""
+        head = self._kinds_head()
+        if head is None:
+            return None
+        return (lambda batch: head.linear(self.net.features(batch)),
+                lambda scores: head.from_scores(scores, self.kinds_used))
+
+    def _kinds_head(self) -> KindsHead | None:
+        head = self.net.get_classifier() if isinstance(self.net, StageStatsNet) else None
+        return head if isinstance(head, KindsHead) else None
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         if self.kinds_used is None:
@@ -179,7 +202,7 @@ class KindsHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # self.linear(x): each kind's score, a log-odds against real faces standardised on the validation reals
-        return self._two_way(self.linear(x))
+        return self.from_scores(self.linear(x))
 
     def indices(self, kinds: Sequence[str]) -> list[int]:
         unknown = [k for k in kinds if k not in self.kinds]
@@ -190,9 +213,12 @@ class KindsHead(nn.Module):
     def logit_of(self, x: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
         """The 2-way logits from these kinds' scores only, with the same Platt scaling (`training.kinds.KindsFit.logit`
         with `kinds`)."""
-        return self._two_way(self.linear(x)[:, self.indices(kinds)])
+        return self.from_scores(self.linear(x), kinds)
 
-    def _two_way(self, scores: torch.Tensor) -> torch.Tensor:
+    def from_scores(self, scores: torch.Tensor, kinds: Sequence[str] | None = None) -> torch.Tensor:
+        """(B, K) kind scores -> (B, 2) logits, from every kind or from `kinds` only."""
+        if kinds is not None:
+            scores = scores[:, self.indices(kinds)]
         s = self.platt[0] * torch.logsumexp(scores, dim=1) + self.platt[1]
         return torch.stack([torch.zeros_like(s), s], dim=1)
 
