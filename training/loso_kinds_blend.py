@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--copies", type=int, default=1, help="self-blends per real face")
     p.add_argument("--member", help="also write score files as this member (runs/scores/<member>/)")
     p.add_argument("--scores-dir", type=Path, default=Path("runs/scores"))
+    p.add_argument("--score-kinds", help="comma-separated kinds whose heads alone give the scores and AUCs (as "
+                   "loso_frozen.py --score-kinds); default: every kind")
     args = p.parse_args(argv)
+    only = tuple(k.strip() for k in (args.score_kinds or "").split(",") if k.strip()) or None
     root, samples, y = study_samples(args)
     x, det, crops, key = frozen_features(root, samples, stages=[4], cache_dir=args.cache_dir)  # effnet_lite0's
     kind = row_kinds(y, [s.source for s in samples], load_kinds(args.fake_kinds))
@@ -85,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = with_blends(split, owner, len(x))
         fit = fit_kinds(xx, yy, kk, rows["train"], rows["val"])
         held = "test" if name == "in_dist" else "heldout"
-        results[name] = {"auc": binary_metrics(y[split[held]], 1 / (1 + np.exp(-fit.logit(x[split[held]]))))["roc_auc"],
+        results[name] = {"auc": binary_metrics(y[split[held]], 1 / (1 + np.exp(-fit.logit(x[split[held]], only))))["roc_auc"],
                          "kinds": list(fit.kinds), "C": fit.c}
         log.info("%s: %s", name, json.dumps(results[name]))
         if args.member:
             keys = ("val", "test") if name == "in_dist" else ("heldout", "val")
             write_run_scores(args.scores_dir, args.member, samples, {k: split[k] for k in keys},
-                             {k: 1 / (1 + np.exp(-fit.logit(x[split[k]]))) for k in keys},
+                             {k: 1 / (1 + np.exp(-fit.logit(x[split[k]], only))) for k in keys},
                              loso_fold=None if name == "in_dist" else name)
     folds = [results[f.name]["auc"] for f in FOLDS]
     payload = {"command": "python training/loso_kinds_blend.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
