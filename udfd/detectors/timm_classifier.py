@@ -86,8 +86,10 @@ class TimmDetector(TorchClassifier):
         """This detector scored by some of its kinds' heads only (`arch.fake_kinds`): the Platt-scaled log-sum-exp
         of those kinds' scores (`KindsHead.from_scores`), named `name[kind+kind]`. A shallow copy that shares the
         network; the view of an ONNX fast copy (udfd.fast) runs that copy's session, whose graph gives every kind's
-        score (`onnx_split`), so a view costs no memory. An ensemble member `{"name": ..., "kinds": [...]}` is one
-        (the face-swap specialist reads the face_swap head alone). Unknown kinds, or no kinds heads, raise."""
+        score (`onnx_split`), so a view costs no memory; the view of another fast copy runs that copy's network in
+        torch (int8 weights stay int8; bf16 and compile do not carry over). An ensemble member `{"name": ...,
+        "kinds": [...]}` is one (the face-swap specialist reads the face_swap head alone). Unknown kinds, or no kinds
+        heads, raise."""
         head = self._kinds_head()
         if head is None:
             raise ModelUnavailableError(f"{self.name} has no kinds heads (arch.fake_kinds): it cannot be scored "
