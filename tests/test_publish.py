@@ -72,10 +72,26 @@ def test_publish_sends_one_commit_per_folder_and_pins_the_space_config(tmp_path:
 
 def test_dry_run_prints_the_plan_and_sends_nothing(tmp_path: Path, capsys) -> None:
     api = FakeHfApi(fail=True)
+    before = '{"detectors": ["cnn"], "models": {"cnn": ["hf-hub:old/udfd-cnn@r1", "local-dir:models/udfd-cnn"]}}'
+    (tmp_path / "detectors.json").write_text(before)
     assert cmd_publish(_args(tmp_path, names=["cnn"], dry_run=True), Settings(), api=api) == 0
-    line = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert line["repo_id"] == "org/udfd-cnn" and "config.json" in line["files"] and "model.safetensors" in line["files"]
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[0]["repo_id"] == "org/udfd-cnn" and "config.json" in lines[0]["files"]
+    assert "model.safetensors" in lines[0]["files"]
+    assert lines[-1]["would_write"]["models"]["cnn"] == ["hf-hub:org/udfd-cnn", "local-dir:models/udfd-cnn"]
     assert api.calls == []
+    assert (tmp_path / "detectors.json").read_text() == before, "a dry run writes no file"
+
+
+def test_publishing_one_detector_keeps_the_others_entries(tmp_path: Path) -> None:
+    (tmp_path / "detectors.json").write_text(json.dumps({"detectors": ["cnn"], "models": {
+        "cnn": ["hf-hub:org/udfd-cnn@r1", "local-dir:models/udfd-cnn"],
+        "lip_lstm": ["hf-hub:org/udfd-lip-lstm@r9", "local-dir:models/udfd-lip-lstm"]}}))
+    assert cmd_publish(_args(tmp_path, names=["cnn"]), Settings(), api=FakeHfApi()) == 0
+    models = json.loads((tmp_path / "detectors.json").read_text())["models"]
+    assert models["cnn"] == ["hf-hub:org/udfd-cnn@rev2", "local-dir:models/udfd-cnn"]
+    assert models["lip_lstm"] == ["hf-hub:org/udfd-lip-lstm@r9", "local-dir:models/udfd-lip-lstm"], "kept as it was"
+    assert models["vit"] == ["hf-hub:dima806/deepfake_vs_real_image_detection"]
 
 
 def test_publish_without_network_is_a_clear_error(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@
 Each folder `models/udfd-<x>` (weights, config.json, model card with its eval metadata) goes to `ORG/udfd-<x>` in
 one commit (the repo is created if needed); the commit's revision is recorded. The Space config then lists, for
 every published detector, the pinned Hub reference first and the embedded folder as the fallback, so a Space that
-cannot reach the Hub at start-up still serves. `--dry-run` prints the plan (files, repos, commit messages) and
-writes the config with unpinned Hub references; nothing is sent.
+cannot reach the Hub at start-up still serves; a detector not published this time keeps its entry. `--dry-run`
+prints the plan (files, repos, commit messages) and the config it would write, with unpinned Hub references; nothing
+is sent and no file is written.
 """
 
 from __future__ import annotations
@@ -86,9 +87,12 @@ def push(uploads: list[Upload], *, api: Any = None, private: bool = False) -> di
 
 
 def space_config(uploads: list[Upload], revisions: dict[str, str], *, detectors: list[str],
-                 video_detectors: list[str]) -> dict[str, Any]:
-    """The Space's detectors.json: Hub first (pinned when the revision is known), the embedded folder second."""
+                 video_detectors: list[str], previous: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The Space's detectors.json: Hub first (pinned when the revision is known), the embedded folder second.
+    `previous`: the config's models before this publish; a detector not published now keeps its entry there."""
     models: dict[str, list[str]] = {name: [ref] for name, ref in HUB_ONLY.items()}
+    published = {u.name for u in uploads}
+    models |= {name: list(refs) for name, refs in (previous or {}).items() if name not in published | set(HUB_ONLY)}
     for up in (u for u in uploads if u.name not in HUB_ONLY):
         rev = revisions.get(up.name)
         hub = f"hf-hub:{up.repo_id}" + (f"@{rev}" if rev else "")
@@ -121,7 +125,11 @@ def cmd_publish(args: argparse.Namespace, settings: Settings, *, api: Any = None
         revisions = push(uploads, api=api, private=args.private)
     old = json.loads(args.space_config.read_text(encoding="utf-8")) if args.space_config.is_file() else {}
     config = space_config(uploads, revisions, detectors=old.get("detectors", list(settings.detectors)),
-                          video_detectors=old.get("video_detectors", list(settings.video_detectors)))
+                          video_detectors=old.get("video_detectors", list(settings.video_detectors)),
+                          previous=old.get("models"))
+    if args.dry_run:  # the config it would write, on one line; the file stays as it is
+        print(json.dumps({"space_config": str(args.space_config), "would_write": config}))
+        return 0
     args.space_config.write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     log.info("wrote %s", args.space_config)
     return 0
