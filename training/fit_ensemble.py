@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a
 
 from udfd.evaluation.loso import FOLDS, Fold  # noqa: E402
 from udfd.evaluation.metrics import best_youden_threshold, binary_metrics, fit_temperature  # noqa: E402
-from udfd.evaluation.stacking import FoldData, auc, fit_stack, log_odds, loso_table, mean_of  # noqa: E402
+from udfd.evaluation.stacking import FoldData, auc, fit_lse, fit_stack, log_odds, loso_table, mean_of  # noqa: E402
 
 log = logging.getLogger("training.fit_ensemble")
 Rows = dict[str, dict[str, Any]]  # path -> row
@@ -97,7 +97,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "--score-kinds wrote its score files)")
     p.add_argument("--scores", type=Path, default=Path("runs/scores"))
     p.add_argument("--output", type=Path, help="write the ensemble checkpoint folder here")
-    p.add_argument("--rule", choices=["auto", "mean", "val", "nested", "nested_pos"], default="auto")
+    p.add_argument("--rule", choices=["auto", "mean", "val", "nested", "nested_pos", "lse"], default="auto")
+    p.add_argument("--term", action="append",
+                   help="adds rule lse (with --rule auto it competes with the linear rules by mean LOSO): one term of "
+                        "the soft maximum, the score names of its members joined by `+` (e.g. --term syn --term swap "
+                        "--term swap+sbi); every member must be in some term")
     p.add_argument("--name", default="ensemble")
     p.add_argument("--version", default="1.0")
     p.add_argument("--report", type=Path, help="write the LOSO table JSON here")
@@ -111,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--card-extra", type=Path, help="a Markdown file whose text the card carries before its Limits")
     args = p.parse_args(argv)
     only = specialist_folds(args.folds)
+    if (args.rule == "lse" and not args.term) or (args.term and args.rule not in ("auto", "lse")):
+        p.error("--rule lse needs --term; --term goes with --rule auto (lse competes) or lse")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     pairs = [m.split("=", 1) if "=" in m else (m, m) for m in args.member]
@@ -134,7 +140,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     folds = [f for f in every_fold if f.name in judged]
     if not folds:
         raise SystemExit(f"no score files for the folds {args.folds}: nothing to judge the ensemble by")
-    table = loso_table(folds, score_names)
+    terms = parse_terms(args.term, score_names) if args.term else None
+    table = loso_table(folds, score_names, rules=("mean", "val", "nested", "nested_pos", *(("lse",) if terms else ())),
+                       terms=terms)
     means = {col: mean_of(v) for col, v in table.items()}
     pooled = {}
     for j, m in enumerate(score_names):
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ranked = [args.rule] if args.rule != "auto" else sorted(rules, key=lambda r: -(means[f"ensemble:{r}"] or 0.0))
     selection: dict[str, Any] = {}
     for rule in ranked:  # best mean LOSO first; with --max-fpr-gap the first whose real-face FPR gap is within it
-        stack, temperature, threshold = final_stack(rule, folds, d_iv, y_iv)
+        stack, temperature, threshold = final_stack(rule, folds, d_iv, y_iv, terms)
         prob_test = 1 / (1 + np.exp(-stack.score(d_it) / temperature))
         prob_all = 1 / (1 + np.exp(-stack.score(d_all) / temperature))
         gap = None
@@ -165,8 +173,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         idx = [i for i, r in enumerate(meta_it) if r["source"] == src]
         in_dist["per_source"][src] = {"n": len(idx), "fake": int(y_it[idx].sum()),
                                       "accuracy": float(((prob_test[idx] >= threshold) == y_it[idx]).mean())}
-    not_judged = loso_table([f for f in every_fold if f.name not in judged], score_names) if only else None
-    report = {"members": dict(pairs), "rule": rule, "folds": [f.name for f in only] if only else None,
+    not_judged = loso_table([f for f in every_fold if f.name not in judged], score_names,
+                            rules=("mean", "val", "nested", "nested_pos", *(("lse",) if terms else ())),
+                            terms=terms) if only else None
+    report = {"members": dict(pairs), "rule": rule, "terms": args.term if rule == "lse" else None,
+              "rule_given": args.rule != "auto", "folds": [f.name for f in only] if only else None,
               "title": args.title, "loso_not_judged": not_judged,
               "selection": {"max_fpr_gap": args.max_fpr_gap, "tried": selection},
               "loso": table, "loso_mean": means, "loso_pooled_members": pooled,
@@ -188,7 +199,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
-def final_stack(rule: str, folds: list[FoldData], d_iv: np.ndarray, y_iv: np.ndarray) -> tuple[Any, float, float]:
+def parse_terms(terms: list[str], members: list[str]) -> list[list[int]]:
+    """--term values (score names joined by `+`) -> member indices per term; unknown or unused members refused."""
+    out = [[members.index(m) if m in members else -1 for m in t.split("+") if m] for t in terms]
+    unknown = sorted({m for t in terms for m in t.split("+") if m and m not in members})
+    unused = [m for i, m in enumerate(members) if not any(i in t for t in out)]
+    if unknown or unused or not all(out):
+        raise SystemExit(f"--term: unknown member(s) {unknown}, member(s) in no term {unused}; the members are "
+                         f"{members}")
+    return out
+
+
+def final_stack(rule: str, folds: list[FoldData], d_iv: np.ndarray, y_iv: np.ndarray,
+                terms: list[list[int]] | None = None) -> tuple[Any, float, float]:
     """(stack, temperature, threshold) of `rule` fitted on all the data it may use; calibrated on in-dist val."""
     n = d_iv.shape[1]
     scale = (d_iv.mean(axis=0), np.where(d_iv.std(axis=0) > 1e-6, d_iv.std(axis=0), 1.0))
@@ -199,6 +222,8 @@ def final_stack(rule: str, folds: list[FoldData], d_iv: np.ndarray, y_iv: np.nda
         ys = [f.y_heldout for f in folds if len(f.d_val)]
         unit = fit_stack(np.concatenate(zs), np.concatenate(ys), rule=rule, scale=(np.zeros(n), np.ones(n)))
         stack = type(unit)(tuple(map(float, scale[0])), tuple(map(float, scale[1])), unit.weights, unit.bias, rule)
+    elif rule == "lse":
+        stack = fit_lse(d_iv, y_iv, terms or [])
     else:
         stack = fit_stack(d_iv, y_iv, rule=rule, scale=scale)
     s_val = stack.score(d_iv)
@@ -275,11 +300,31 @@ def _fairness_lines(report: dict[str, Any]) -> list[str]:
 
 def _chosen_by(report: dict[str, Any]) -> str:
     sel = report.get("selection") or {}
+    rules = " / ".join(c.split(":", 1)[1] for c in report["loso"] if c.startswith("ensemble:"))
+    if report.get("rule_given"):
+        return f"given to `training/fit_ensemble.py` as `--rule {report['rule']}`; the table has {rules} beside it"
     if sel.get("max_fpr_gap") is None:
-        return "chosen by mean leave-one-source-out AUC among mean / val / nested / nested_pos"
+        return f"chosen by mean leave-one-source-out AUC among {rules}"
     tried = "; ".join(f"{r}: LOSO {_f(t['loso_mean'])}, FPR gap {_f(t['fpr_gap'])}" for r, t in sel["tried"].items())
     return (f"the best mean leave-one-source-out AUC among the rules whose largest per-ethnicity false-positive-rate "
             f"gap on the in-distribution test reals is at most {sel['max_fpr_gap']:g}, tried in LOSO order: {tried}")
+
+
+def _weights_lines(report: dict[str, Any]) -> list[str]:
+    stack = report["stack"]
+    if stack.get("terms"):
+        return ["## Terms", "", "Per term, the mean and standard deviation on the validation reals of the mean of its "
+                "members' standardised log-odds: " + ", ".join(
+                    f"`{t}` {m:+.3f} / {s:.3f}" for t, m, s in zip(report["terms"], stack["term_mu"],
+                                                                   stack["term_sd"], strict=True))
+                + f"; bias {stack['bias']:+.3f}. No member is weighted or inverted: a term can only raise the score.",
+                ""]
+    return ["## Weights", "",
+            "Standardised member weights " + ", ".join(f"{m} {w:+.3f}" for m, w in
+                                                      zip(report["members"].values(), stack["weights"], strict=True))
+            + f", bias {stack['bias']:+.3f}. A negative weight means the member is used upside down: the "
+            "stacking found it consistently wrong on the other folds' unseen sources and inverted it. Read the "
+            "per-fold table before trusting that: an inversion that helps some sources hurts the others.", ""]
 
 
 def card(report: dict[str, Any], *, name: str, version: str, extra: str = "") -> str:
@@ -292,9 +337,15 @@ def card(report: dict[str, Any], *, name: str, version: str, extra: str = "") ->
         f"# {name} (UDFD calibrated ensemble, version {version})", "",
         "Members (by name, loaded through the UDFD loader; their own cards describe them): "
         + ", ".join(f"`{det}`" for det in report["members"].values()) + ".", "",
-        "Each member's calibrated log-odds of *fake* are standardised and combined linearly; fake_prob = "
-        "sigmoid(s / T). Weights, temperature and threshold are in `config.json` (JSON, no pickle), fitted by "
-        "`training/fit_ensemble.py` from the members' score files.", "",
+        *(["Each member's calibrated log-odds of *fake* are standardised on the validation reals; the score is the "
+            "log-sum-exp (a soft maximum) over the terms " + ", ".join(f"`{t}`" for t in report["terms"])
+            + ", each term the mean of its members' standardised log-odds, standardised again on the validation "
+            "reals; fake_prob = sigmoid(s / T). A face is as fake as its most fake-looking term says. Standardisation, "
+            "temperature and threshold are in `config.json` (JSON, no pickle), fitted by `training/fit_ensemble.py` "
+            "from the members' score files.", ""] if report.get("terms") else
+          ["Each member's calibrated log-odds of *fake* are standardised and combined linearly; fake_prob = "
+           "sigmoid(s / T). Weights, temperature and threshold are in `config.json` (JSON, no pickle), fitted by "
+           "`training/fit_ensemble.py` from the members' score files.", ""]),
         *([f"A specialist: only the folds {', '.join(report['folds'])} judged the rules, and only the in-distribution "
            "rows they hold (their fake sources' fakes, their real sources' reals) fitted the weights, temperature "
            "and threshold.", ""] if report.get("folds") else []),
@@ -313,13 +364,7 @@ def card(report: dict[str, Any], *, name: str, version: str, extra: str = "") ->
     lines += ["", f"In-distribution test AUC: ensemble {_f(report['in_dist_test_auc'])}; members "
               + ", ".join(f"{m} {_f(v)}" for m, v in report["in_dist_member_test_auc"].items()) + ".", "",
               *_fairness_lines(report),
-              "## Weights", "",
-              "Standardised member weights " + ", ".join(f"{m} {w:+.3f}" for m, w in
-                                                        zip(report["members"].values(), report["stack"]["weights"],
-                                                            strict=True))
-              + f", bias {report['stack']['bias']:+.3f}. A negative weight means the member is used upside down: the "
-              "stacking found it consistently wrong on the other folds' unseen sources and inverted it. Read the "
-              "per-fold table before trusting that: an inversion that helps some sources hurts the others.", "",
+              *_weights_lines(report),
               *([extra.strip(), ""] if extra.strip() else []),
               "## Limits", "",
               "A probability is not proof. The LOSO folds are five groups of our 17 dev sources; fakes from methods "

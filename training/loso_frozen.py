@@ -106,6 +106,21 @@ def augmented_features(det: TimmDetector, crops: np.ndarray, key: str, copies: i
     return views
 
 
+def present_kinds(head: KindsFit, kinds: tuple[str, ...] | None, run: str) -> tuple[str, ...] | None:
+    """--score-kinds in one run: the asked kinds that have a head there. A fold that holds out a kind's only fake
+    sources trains no head for it (the held-out kind is unseen, as LOSO means), so the view reads the others; none
+    left raises."""
+    if kinds is None:
+        return None
+    present = tuple(k for k in kinds if k in head.kinds)
+    if not present:
+        raise ValueError(f"{run}: none of the kinds {list(kinds)} has a head (heads: {list(head.kinds)})")
+    if len(present) < len(kinds):
+        log.info("%s: no head for %s (held out); the view reads %s", run, sorted(set(kinds) - set(present)),
+                 list(present))
+    return present
+
+
 def group_weights(labels: np.ndarray, groups: list[str], train: list[int]) -> np.ndarray:
     """Per-row training weights that give every known ethnicity the same total weight among the train reals (pure).
 
@@ -278,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
 
             head = fit_kinds(x_all, y_all, kind_all, train, split["val"], weights, min_fakes=args.min_kind_fakes)
             c = head.c
-            logit = {k: head.logit(x[v], score_kinds) for k, v in split.items() if v}
+            kinds_here = present_kinds(head, score_kinds, name)
+            logit = {k: head.logit(x[v], kinds_here) for k, v in split.items() if v}
         probs = {k: 1 / (1 + np.exp(-v)) for k, v in logit.items()}
         loso = name if name != "in_dist" else None
         write_run_scores(args.scores_dir, args.member, samples, split, probs, loso_fold=loso)

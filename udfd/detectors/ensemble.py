@@ -3,7 +3,9 @@
 Each member gives its calibrated log-odds of "fake" for a face, d_i = (l_fake - l_real) / T_i. The ensemble
 standardises them with the validation statistics, z_i = (d_i - mu_i) / sd_i, combines them linearly,
 s = w . z + b (weights fitted on a validation split by training/fit_ensemble.py, stored as JSON in config.json,
-no pickle), and reports fake_prob = sigmoid(s / T) with its own temperature T and threshold.
+no pickle), or with `stack.terms` by a soft maximum over terms (rule `lse`, udfd.evaluation.stacking: each term the
+re-standardised mean of its members' z, s = logsumexp over the terms + b), and reports fake_prob = sigmoid(s / T)
+with its own temperature T and threshold.
 
 Members are either references (`{"name": "effnet_lite0"}`: a short name or `hf-hub:` / `local-dir:` reference,
 loaded through the one loader, so the embedded ensemble does not copy its members' weights; `"kinds": ["face_swap"]`
@@ -28,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from udfd.detectors.base import ExplainTarget, get_family, register, resize_batch, scores_from_logits
+from udfd.detectors.ensemble_terms import term_matrix
 from udfd.errors import ModelUnavailableError
 from udfd.hub import CONFIG_NAME, UDFD_KEY
 from udfd.types import Score
@@ -47,6 +50,12 @@ class _EnsembleNet(nn.Module):
         self.register_buffer("sd", torch.tensor(stack.get("sd", [1.0] * k), dtype=torch.float32))
         self.register_buffer("w", torch.tensor(stack.get("weights", [1.0 / k] * k), dtype=torch.float32))
         self.register_buffer("b", torch.tensor(float(stack.get("bias", 0.0)), dtype=torch.float32))
+        self.terms = [list(map(int, t)) for t in stack["terms"]] if stack.get("terms") else None
+        if self.terms is not None:
+            j = len(self.terms)
+            self.register_buffer("g", torch.tensor(term_matrix(self.terms, k), dtype=torch.float32))
+            self.register_buffer("tmu", torch.tensor(stack.get("term_mu", [0.0] * j), dtype=torch.float32))
+            self.register_buffer("tsd", torch.tensor(stack.get("term_sd", [1.0] * j), dtype=torch.float32))
 
     def member_log_odds(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, K) calibrated log-odds of "fake", one column per member."""
@@ -65,7 +74,11 @@ class _EnsembleNet(nn.Module):
 
     def combine(self, d: torch.Tensor) -> torch.Tensor:
         """(B, K) member log-odds -> (B, 2) logits (0, s)."""
-        s = ((d - self.mu) / self.sd) @ self.w + self.b
+        z = (d - self.mu) / self.sd
+        if self.terms is None:
+            s = z @ self.w + self.b
+        else:
+            s = torch.logsumexp((z @ self.g - self.tmu) / self.tsd, dim=1) + self.b
         return torch.stack([torch.zeros_like(s), s], dim=1)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -167,8 +180,11 @@ class EnsembleDetector:
         (folder / CONFIG_NAME).write_text(json.dumps({UDFD_KEY: meta}, indent=1), encoding="utf-8")
 
     def _stack_dict(self) -> dict[str, Any]:
-        return {**self.stack, "mu": self.net.mu.tolist(), "sd": self.net.sd.tolist(), "weights": self.net.w.tolist(),
-                "bias": float(self.net.b)}
+        out = {**self.stack, "mu": self.net.mu.tolist(), "sd": self.net.sd.tolist(), "weights": self.net.w.tolist(),
+               "bias": float(self.net.b)}
+        if self.net.terms is not None:
+            out |= {"terms": self.net.terms, "term_mu": self.net.tmu.tolist(), "term_sd": self.net.tsd.tolist()}
+        return out
 
     # -- compute ------------------------------------------------------------------------------------
     def preprocess(self, faces: Sequence[np.ndarray]) -> torch.Tensor:

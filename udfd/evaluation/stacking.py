@@ -7,14 +7,21 @@ Rules compared (training/fit_ensemble.py picks the best by mean LOSO AUC):
   unseen-source scores; fold F's own rows are never used to fit the weights that score fold F.
 - `nested_pos`: as `nested`, with non-negative weights (a member whose weight comes out negative is dropped and the
   rest refitted): no member is used upside down, however well its inversion fits the other folds.
+- `lse` (only with `terms`): a soft maximum, the way a kinds model combines its heads. Every member's log-odds are
+  standardised on the validation *reals*; each term is the mean of its members' standardised log-odds, standardised
+  again on those reals; s = log-sum-exp over the terms. A face is as fake as its most fake-looking term says, in
+  standard deviations above a real face, so a specialist that is wrong on other kinds of fake (a face-swap member
+  on GAN faces) can only raise a score, never drown out the term that knows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from udfd.detectors.ensemble_terms import term_matrix
 
 EPS = 1e-6
 
@@ -26,21 +33,64 @@ def log_odds(prob: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Stack:
-    """z = (d - mu) / sd; s = z . weights + bias; fake_prob = sigmoid(s)."""
+    """z = (d - mu) / sd; s = z . weights + bias; fake_prob = sigmoid(s).
+
+    With `terms` (rule `lse`): t_j = (mean of z over term j's members - term_mu_j) / term_sd_j and
+    s = logsumexp_j(t_j) + bias; `weights` are then unused (kept at 1 / K)."""
 
     mu: tuple[float, ...]
     sd: tuple[float, ...]
     weights: tuple[float, ...]
     bias: float
     rule: str
+    terms: tuple[tuple[int, ...], ...] | None = None
+    term_mu: tuple[float, ...] | None = None
+    term_sd: tuple[float, ...] | None = None
 
     def score(self, d: np.ndarray) -> np.ndarray:
         z = (np.asarray(d, dtype=np.float64) - np.asarray(self.mu)) / np.asarray(self.sd)
-        return z @ np.asarray(self.weights) + self.bias
+        if self.terms is None:
+            return z @ np.asarray(self.weights) + self.bias
+        t = (z @ term_matrix(self.terms, len(self.mu)) - np.asarray(self.term_mu)) / np.asarray(self.term_sd)
+        return np.logaddexp.reduce(t, axis=1) + self.bias
 
     def to_dict(self) -> dict[str, object]:
-        return {"mu": list(self.mu), "sd": list(self.sd), "weights": list(self.weights), "bias": self.bias,
-                "rule": self.rule}
+        out: dict[str, object] = {"mu": list(self.mu), "sd": list(self.sd), "weights": list(self.weights),
+                                  "bias": self.bias, "rule": self.rule}
+        if self.terms is not None:
+            out |= {"terms": [list(t) for t in self.terms], "term_mu": list(self.term_mu or ()),
+                    "term_sd": list(self.term_sd or ())}
+        return out
+
+
+def fit_lse(d: np.ndarray, y: np.ndarray, terms: Sequence[Sequence[int]]) -> Stack:
+    """The `lse` stack: members and terms standardised on the real rows of (d, y) (pure; no weights to fit)."""
+    d = np.asarray(d, dtype=np.float64)
+    reals = d[np.asarray(y, dtype=int) == 0]
+    if len(reals) < 2:
+        raise ValueError("the lse rule standardises on real faces: the validation rows need at least two")
+    mu, sd = standardiser(reals)
+    t = ((reals - mu) / sd) @ term_matrix(terms, d.shape[1])
+    tmu, tsd = standardiser(t)
+    k = d.shape[1]
+    stack = Stack(tuple(map(float, mu)), tuple(map(float, sd)), (1.0 / k,) * k, 0.0, "lse",
+                  tuple(tuple(int(i) for i in term) for term in terms), tuple(map(float, tmu)), tuple(map(float, tsd)))
+    return replace(stack, bias=lse_offset(stack.score(d), y))
+
+
+def lse_offset(s: np.ndarray, y: np.ndarray) -> float:
+    """The bias that puts a soft maximum's decision point where the rows (s, y) put it (pure). A log-sum-exp is never
+    below its largest term, so it is positive for most real faces; a temperature alone (s / T) cannot move the 0.5
+    point there. b / a of a 1-D logistic fit (a > 0), else minus the reals' mean."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.asarray(y, dtype=int)
+    if len(np.unique(y)) == 2:
+        lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(s).reshape(-1, 1), y)
+        a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        if a > 1e-6:
+            return b / a
+    return -float(np.mean(np.asarray(s)[y == 0]))
 
 
 def standardiser(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,9 +146,10 @@ class FoldData:
 
 
 def loso_table(folds: Sequence[FoldData], members: Sequence[str], *,
-               rules: Sequence[str] = ("mean", "val", "nested", "nested_pos")
-               ) -> dict[str, dict[str, float | None]]:
-    """AUC on each fold's held-out rows: every member alone and every combination rule. {column: {fold: auc}}."""
+               rules: Sequence[str] = ("mean", "val", "nested", "nested_pos"),
+               terms: Sequence[Sequence[int]] | None = None) -> dict[str, dict[str, float | None]]:
+    """AUC on each fold's held-out rows: every member alone and every combination rule. {column: {fold: auc}}.
+    `lse` among the rules needs `terms`, and is fitted on each fold's own validation rows."""
     table: dict[str, dict[str, float | None]] = {m: {} for m in members}
     table |= {f"ensemble:{r}": {} for r in rules}
     for f in folds:
@@ -112,6 +163,10 @@ def loso_table(folds: Sequence[FoldData], members: Sequence[str], *,
                 stack = fit_stack(d, y, rule=rule)
             elif rule == "val":
                 stack = fit_stack(f.d_val, f.y_val, rule="val")
+            elif rule == "lse":
+                if terms is None:
+                    raise ValueError("the lse rule needs terms")
+                stack = fit_lse(f.d_val, f.y_val, terms)
             else:
                 stack = fit_stack(f.d_val if len(f.d_val) else f.d_heldout, f.y_val, rule="mean")
             table[f"ensemble:{rule}"][f.name] = auc(f.y_heldout, stack.score(f.d_heldout))
