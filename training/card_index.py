@@ -30,7 +30,8 @@ def entries(report: dict[str, Any], ensemble: str) -> dict[str, dict[str, Any]]:
     """{detector name: eval_index kwargs} from a fit_ensemble report (pure).
 
     A specialist (`fit_ensemble.py --folds`) gives only its own entry: its judged folds and their mean, no
-    in-distribution AUC (measured on its folds' rows only); its members' cards keep their own full LOSO results."""
+    in-distribution AUC (measured on its folds' rows only); its members' cards keep their own full LOSO results.
+    A kinds view (`effnet_lite0_kinds[face_swap]`) has no card of its own: its model's card keeps the whole model's."""
     rule = f"ensemble:{report['rule']}"
     specialist = bool(report.get("folds"))
     out = {ensemble: {"loso": report["loso"][rule], "loso_mean": report["loso_mean"][rule],
@@ -38,6 +39,8 @@ def entries(report: dict[str, Any], ensemble: str) -> dict[str, dict[str, Any]]:
     if specialist:
         return out
     for score_name, detector in report["members"].items():
+        if "[" in detector:
+            continue
         out[detector] = {"loso": report["loso"][score_name], "loso_mean": report["loso_mean"][score_name],
                          "in_dist_auc": report.get("in_dist_member_test_auc", {}).get(score_name)}
     return out
