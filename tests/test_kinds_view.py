@@ -142,3 +142,42 @@ def test_loso_frozen_refuses_score_kinds_without_fake_kinds(tmp_path, capsys) ->
     with pytest.raises(SystemExit):
         main(["--data", str(tmp_path), "--score-kinds", "face_swap"])
     assert "--score-kinds needs --fake-kinds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("served", ["eager", "onnx"])
+def test_an_ensemble_of_views_of_one_network_runs_it_once_per_batch(served: str) -> None:
+    """The default image ensemble holds two views of effnet_lite0_kinds: they share one pass, and each still reads
+    its own kinds (the same numbers as the view run alone)."""
+    from udfd.detectors.ensemble import EnsembleDetector
+
+    det = _detector()
+    base = accelerate(det, "onnx") if served == "onnx" else det
+    calls = []
+    if served == "onnx":
+        session = base.onnx_scores
+
+        def counted(batch: torch.Tensor) -> torch.Tensor:
+            calls.append(len(batch))
+            return session(batch)
+
+        base.onnx_scores = counted
+    else:
+        features = base.net.features
+
+        def counted(batch: torch.Tensor) -> torch.Tensor:
+            calls.append(len(batch))
+            return features(batch)
+
+        base.net.features = counted
+    views = [base.with_kinds(["gan", "diffusion"]), base.with_kinds(["face_swap"])]
+    stack = {"mu": [0.0, 0.0], "sd": [1.0, 1.0], "weights": [0.5, 0.5], "bias": 0.0, "rule": "lse",
+             "terms": [[0], [1]], "term_mu": [0.0, 0.0], "term_sd": [1.0, 1.0]}
+    ens = EnsembleDetector(views, specs=[{"name": "k", "kinds": ["gan", "diffusion"]}, {"name": "k", "kinds":
+                                                                                       ["face_swap"]}], stack=stack)
+    batch = ens.preprocess(_faces())
+    d = ens.member_log_odds(batch)
+    assert calls == [len(batch)], "one pass of the shared network for both views"
+    with torch.inference_mode():
+        own = [v.logits(v.preprocess(_faces()))[:, 1] / v.temperature for v in views]
+    assert np.allclose(d.numpy(), torch.stack(own, dim=1).numpy(), atol=1e-3)
+    assert not np.allclose(d[:, 0].numpy(), d[:, 1].numpy(), atol=1e-2)

@@ -58,8 +58,10 @@ class _EnsembleNet(nn.Module):
             self.register_buffer("tsd", torch.tensor(stack.get("term_sd", [1.0] * j), dtype=torch.float32))
 
     def member_log_odds(self, batch: torch.Tensor) -> torch.Tensor:
-        """(B, K) calibrated log-odds of "fake", one column per member."""
+        """(B, K) calibrated log-odds of "fake", one column per member. Members that are views of one kinds
+        network (`score_source`) share its pass: the network runs once per batch, each view reads its kinds."""
         cols = []
+        shared: dict[tuple[int, int, tuple[float, ...], tuple[float, ...]], torch.Tensor] = {}
         for m in self.members:
             x = batch
             if x.shape[-1] != m.image_size or x.shape[-2] != m.image_size:
@@ -67,7 +69,14 @@ class _EnsembleNet(nn.Module):
                                   antialias=True)
             mean = torch.tensor(m.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
             std = torch.tensor(m.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-            logits = m.logits((x - mean) / std).float()
+            source = m.score_source() if hasattr(m, "score_source") else None
+            if source is None:
+                logits = m.logits((x - mean) / std).float()
+            else:
+                key = (id(source[0]), int(m.image_size), tuple(m.mean), tuple(m.std))
+                if key not in shared:
+                    shared[key] = source[1]((x - mean) / std)
+                logits = source[2](shared[key]).float()
             fi = int(m.fake_index)
             cols.append((logits[:, fi] - logits[:, 1 - fi]) / float(m.temperature))
         return torch.stack(cols, dim=1)

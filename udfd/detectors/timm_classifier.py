@@ -118,6 +118,24 @@ class TimmDetector(TorchClassifier):
         return (lambda batch: head.linear(self.net.features(batch)),
                 lambda scores: head.from_scores(scores, self.kinds_used))
 
+    def score_source(self) -> tuple[object, Callable[[torch.Tensor], torch.Tensor],
+                                    Callable[[torch.Tensor], torch.Tensor]] | None:
+        """For a kinds model and its views: (what they share, the batch -> every kind's scores, those scores -> this
+        view's logits), so that an ensemble holding several views of one network runs it once per batch
+        (`udfd.detectors.ensemble`). The shared thing is the ONNX session's runner where the loader served one, else
+        the network. None: not a kinds model."""
+        head = self._kinds_head()
+        if head is None:
+            return None
+        scores = getattr(self, "onnx_scores", None)
+        net = self.net
+        if scores is None:
+            scores = lambda batch: head.linear(net.features(batch))  # noqa: E731
+            shared: object = net
+        else:
+            shared = scores
+        return shared, scores, lambda all_scores: head.from_scores(all_scores, self.kinds_used)
+
     def _kinds_head(self) -> KindsHead | None:
         head = self.net.get_classifier() if isinstance(self.net, StageStatsNet) else None
         return head if isinstance(head, KindsHead) else None
