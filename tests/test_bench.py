@@ -231,3 +231,22 @@ def test_vit_b16_without_side_by_side_is_refused(caplog) -> None:
 
     assert main(["bench", "--vit-b16"]) == 2
     assert "--vit-b16 goes with --side-by-side" in caplog.text
+
+
+def test_train_speed_of_a_fast_copy_is_its_eager_networks_and_an_onnx_ensemble_says_why_not() -> None:
+    """`udfd bench` rows for the default set: an ONNX-served detector trains as its eager network, and an ensemble
+    whose members answer through ONNX (no gradient on that path) gets a reason instead of crashing the bench."""
+    import numpy as np
+
+    from udfd.bench.families import _train_speed
+    from udfd.detectors.base import get_family
+    from udfd.detectors.ensemble import EnsembleDetector
+    from udfd.fast import accelerate
+
+    cls = get_family("cnn")
+    fast = accelerate(cls.create(cls.tiny_arch), "onnx")
+    assert fast.fast_mode == "onnx"
+    crops = [np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8) for i in range(4)]
+    assert _train_speed(fast, crops) > 0
+    ens = EnsembleDetector([fast], specs=[{"name": "cnn"}])
+    assert _train_speed(ens, crops) == "not measured: no trainable weights on this path"

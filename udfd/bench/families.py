@@ -69,12 +69,16 @@ def _train_speed(det: Any, crops: list[np.ndarray]) -> float | str:
     own = getattr(det, "train_script", None)
     if own:
         return f"not measured: trains with training/{own} and its own loss"
-    model = copy.deepcopy(det)
+    model = copy.deepcopy(getattr(det, "eager", det))  # a fast copy (udfd.fast) trains as its eager network
     net = model.module().train()
-    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    params = [p for p in net.parameters() if p.requires_grad]
     batch = model.preprocess([crops[i % len(crops)] for i in range(TRAIN_BATCH)])
     labels = torch.arange(TRAIN_BATCH) % 2
-    torch.nn.functional.cross_entropy(model.logits(batch), labels).backward()  # warm-up step
+    loss = torch.nn.functional.cross_entropy(model.logits(batch), labels)
+    if not params or not loss.requires_grad:  # e.g. an ensemble whose members are served through ONNX
+        return "not measured: no trainable weights on this path"
+    opt = torch.optim.Adam(params, lr=1e-4)
+    loss.backward()  # warm-up step
     opt.zero_grad()
     t0 = time.perf_counter()
     for _ in range(TRAIN_STEPS):
