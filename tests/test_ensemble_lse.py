@@ -12,7 +12,7 @@ import torch
 
 from udfd.detectors.base import get_family
 from udfd.detectors.ensemble_terms import term_matrix
-from udfd.evaluation.stacking import FoldData, auc, fit_lse, log_odds, loso_table
+from udfd.evaluation.stacking import FoldData, auc, fit_lse, loso_table
 from udfd.hub import read_config
 
 

@@ -20,7 +20,7 @@ import logging
 import math
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,43 +33,14 @@ from training.loso_frozen import fit_head  # noqa: E402
 from training.options import study_parser, study_samples  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.evaluation.loso import FOLDS, loso_summary, summary_markdown  # noqa: E402
+from udfd.jpeg import MISSING_QUALITY, jpeg_quality  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 FEATURES = ("log_width", "log_height", "log_bytes_per_pixel", "is_jpeg", "jpeg_quality", "log_laplacian_var",
             "high_freq_share", "brightness_mean", "brightness_std", "saturation_mean", "saturation_std")
-MISSING_QUALITY = math.nan  # jpeg_quality of a file that is not a JPEG (is_jpeg = 0)
 LOSSLESS_QUALITY = 100.0  # what `design` puts in its place before fitting: a lossless file is treated as quality 100
 HIGH_FREQ = 0.25  # cycles per pixel: the outer half of the band up to Nyquist counts as "high frequency"
-
-# The IJG (libjpeg) standard tables, natural (row-major) order, as Pillow's `Image.quantization` returns them.
-_STD_LUMA = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=float)
-_STD_CHROMA = np.array([17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
-                        47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32, dtype=float)
-
-
-def _ijg_table(std: np.ndarray, quality: int) -> np.ndarray:
-    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
-    return np.clip(np.floor((std * scale + 50) / 100), 1, 255)
-
-
-def jpeg_quality(tables: Mapping[int, Sequence[int]]) -> float:
-    """The IJG quality (1-100) whose scaled standard tables are closest to these quantisation tables (pure).
-
-    Table 0 is compared with the luminance table, table 1 (when present) with the chrominance one; a file written
-    with custom tables (some cameras, some editors) gets the nearest IJG quality. No tables -> MISSING_QUALITY."""
-    if not tables:
-        return MISSING_QUALITY
-    ref = [(np.asarray(tables[k], dtype=float), std) for k, std in ((0, _STD_LUMA), (1, _STD_CHROMA))
-           if k in tables and len(tables[k]) == 64]
-    if not ref:
-        return MISSING_QUALITY
-    errors = [sum(np.abs(t - _ijg_table(std, q)).mean() for t, std in ref) for q in range(1, 101)]
-    return float(1 + int(np.argmin(errors)))
-
 
 def file_features(data: bytes, *, name: str = "<bytes>") -> np.ndarray:
     """log width, log height, log bytes per pixel, is_jpeg, jpeg_quality of an encoded image (header only; pure).

@@ -115,6 +115,7 @@ def decode_image(
         if problem:
             raise MediaError(name, problem)
         fmt = im.format or "unknown"
+        quality = _jpeg_quality(im) if fmt == "JPEG" else None
         scale = min(1.0, work_side / max(width, height))
         try:
             im.seek(0)
@@ -141,7 +142,16 @@ def decode_image(
         format=fmt,
         original_mode=original_mode,
         original_size=original,
+        jpeg_quality=quality,
     )
+
+
+def _jpeg_quality(im: PILImage.Image) -> float | None:
+    """The quality `udfd.jpeg` estimates from the tables Pillow read with the header; None without usable tables."""
+    from udfd.jpeg import jpeg_quality
+
+    q = jpeg_quality(getattr(im, "quantization", None) or {})
+    return None if math.isnan(q) else q
 
 
 def read_image(

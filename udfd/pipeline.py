@@ -17,6 +17,7 @@ from udfd.detectors.base import Detector
 from udfd.errors import UdfdError
 from udfd.explain import explain_methods, explain_verdict
 from udfd.faces import FaceDetector, detect_faces, get_face_detector, scale_box, search_faces
+from udfd.jpeg import COMPRESSED_QUALITY
 from udfd.lips import get_lip_cropper
 from udfd.loader import load_detector
 from udfd.media import decode_image, image_limits, read_image
@@ -134,10 +135,12 @@ def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: Fac
     timings = dict(prepared.timings_ms) | scores.timings_ms
     per_detector = scores.per_detector
     h, w = image.pixels.shape[:2]
+    compressed = image.jpeg_quality is not None and image.jpeg_quality <= COMPRESSED_QUALITY
     face_verdicts = tuple(
         _face_verdict(face, [s[i] for s in per_detector.values()], band=settings.uncertain_band,
                       disagreement=settings.disagreement, spread=scores.spreads[i],
-                      box=scale_box(face.box, (w, h), image.size), members=scores.members[i])  # boxes in file pixels
+                      box=scale_box(face.box, (w, h), image.size), members=scores.members[i],  # boxes in file pixels
+                      compressed=compressed)
         for i, face in enumerate(faces)
     )
     notes: list[str] = []
@@ -153,6 +156,10 @@ def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: Fac
     notes += _face_count_notes(prepared, settings.faces.max_faces)
     if any(face_verdicts[i].uncertain_reason == "small_face" for i in range(len(faces))):
         notes.append(f"a face smaller than {MIN_FACE_SIDE} px is too small to judge: its verdict is uncertain")
+    if any(face_verdicts[i].uncertain_reason == "compressed" for i in range(len(faces))):
+        notes.append(f"a heavily compressed JPEG (quality about {image.jpeg_quality:.0f}): compression rewrites the "
+                     "texture the default detectors read (re-encoded at quality 50, they call 12.7 % of real photos "
+                     "fake), so its verdict is uncertain")
     if any(face_verdicts[i].uncertain_reason == "noisy" for i in range(len(faces))):
         notes.append("a face in a grainy photo: sensor noise looks like manipulation to the default detectors "
                      "(with noise of 2 % they call 45 % of real photos fake), so its verdict is uncertain")
@@ -286,9 +293,10 @@ def input_reason(face: FaceCrop) -> str:
 
 def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float, disagreement: float | None = None,
                   spread: float = 0.0, box: Box | None = None,
-                  members: dict[str, float] | None = None) -> FaceVerdict:
+                  members: dict[str, float] | None = None, compressed: bool = False) -> FaceVerdict:
     primary = scores[0]
-    reason = uncertainty(scores, band=band, disagreement=disagreement, spread=spread) or input_reason(face)
+    reason = (uncertainty(scores, band=band, disagreement=disagreement, spread=spread) or input_reason(face)
+              or ("compressed" if compressed else ""))
     return FaceVerdict(
         box=face.box if box is None else box,
         face_found=face.face_found,

@@ -32,6 +32,7 @@ class Image:
     format: str
     original_mode: str
     original_size: tuple[int, int] | None = None
+    jpeg_quality: float | None = None  # a JPEG's IJG quality estimated from its tables (udfd.jpeg); None otherwise
 
     @property
     def size(self) -> tuple[int, int]:
@@ -108,7 +109,8 @@ class FaceVerdict:
     # Why it is uncertain: "band" (near the threshold), "tta" (near it once the band is widened by the spread of
     # test-time-augmented scores), "disagreement" (detectors call it differently), "no_face" (no face found: the
     # whole image or frame was scored), "small_face" (a crop too small to judge), "noisy" (a grainy crop: sensor
-    # noise the detectors mistake for manipulation); "" when certain.
+    # noise the detectors mistake for manipulation), "compressed" (a JPEG at or below udfd.jpeg.COMPRESSED_QUALITY:
+    # compression rewrites the texture they read); "" when certain.
     uncertain_reason: str = ""
     # For an ensemble deciding: each member's own calibrated fake_prob for this face (shown beside its verdict).
     members: dict[str, float] = field(default_factory=dict)
