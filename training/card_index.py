@@ -19,6 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from any folder
 
+from training.fit_ensemble import member_spec  # noqa: E402
 from udfd.cards import eval_index, with_model_index  # noqa: E402
 from udfd.config import DEFAULT_MODELS  # noqa: E402
 from udfd.hub import split_refs  # noqa: E402
@@ -39,7 +40,7 @@ def entries(report: dict[str, Any], ensemble: str) -> dict[str, dict[str, Any]]:
     if specialist:
         return out
     for score_name, detector in report["members"].items():
-        if "[" in detector:
+        if member_spec(detector).get("kinds"):  # a view: scored by some heads of a model with its own card
             continue
         out[detector] = {"loso": report["loso"][score_name], "loso_mean": report["loso_mean"][score_name],
                          "in_dist_auc": report.get("in_dist_member_test_auc", {}).get(score_name)}

@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not folds:
         raise SystemExit(f"no score files for the folds {args.folds}: nothing to judge the ensemble by")
     terms = parse_terms(args.term, score_names) if args.term else None
-    table = loso_table(folds, score_names, rules=("mean", "val", "nested", "nested_pos", *(("lse",) if terms else ())),
-                       terms=terms)
+    rule_names = ("mean", "val", "nested", "nested_pos", *(("lse",) if terms else ()))
+    table = loso_table(folds, score_names, rules=rule_names, terms=terms)
     means = {col: mean_of(v) for col, v in table.items()}
     pooled = {}
     for j, m in enumerate(score_names):
@@ -173,8 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         idx = [i for i, r in enumerate(meta_it) if r["source"] == src]
         in_dist["per_source"][src] = {"n": len(idx), "fake": int(y_it[idx].sum()),
                                       "accuracy": float(((prob_test[idx] >= threshold) == y_it[idx]).mean())}
-    not_judged = loso_table([f for f in every_fold if f.name not in judged], score_names,
-                            rules=("mean", "val", "nested", "nested_pos", *(("lse",) if terms else ())),
+    not_judged = loso_table([f for f in every_fold if f.name not in judged], score_names, rules=rule_names,
                             terms=terms) if only else None
     report = {"members": dict(pairs), "rule": rule, "terms": args.term if rule == "lse" else None,
               "rule_given": args.rule != "auto", "folds": [f.name for f in only] if only else None,
