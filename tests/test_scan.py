@@ -124,6 +124,30 @@ def test_rows_agree_with_analyze_image(archive, settings, tmp_path):
         assert [r["fake_prob"] for r in mine] == pytest.approx([f.fake_prob for f in v.faces], abs=1e-5)
 
 
+def test_a_scanned_file_gets_the_uncertain_reasons_and_notes_of_analyze_image(face_image_path, settings, tmp_path):
+    """The scan builds verdicts with the pipeline's own steps: a heavily compressed JPEG is "cannot tell"
+    ("compressed") in the scan's rows as in `analyze_image`, and the same face losslessly saved is not."""
+    from udfd.jpeg import COMPRESSED_QUALITY
+    from udfd.pipeline import analyze_image
+
+    settings = replace(settings, uncertain_band=0.0)  # the tiny test model sits near its threshold: no band here
+    root = tmp_path / "archive" / "real"
+    root.mkdir(parents=True)
+    face = Image.open(face_image_path).convert("RGB")
+    face.save(root / "crushed.jpg", quality=COMPRESSED_QUALITY - 30)
+    face.save(root / "lossless.png")
+    out = tmp_path / "r.parquet"
+    _scan(records_for(str(tmp_path / "archive")), settings, out, batch_size=4)
+    rows = _rows(out)
+    assert not any(r["error"] for r in rows)
+    reasons = {Path(r["file"]).name: r["uncertain_reason"] for r in rows if r["row_type"] == "face"}
+    assert reasons == {"crushed.jpg": "compressed", "lossless.png": ""}
+    for r in (r for r in rows if r["row_type"] == "face"):
+        v = analyze_image(r["file"], settings=settings)
+        assert r["uncertain_reason"] == v.faces[0].uncertain_reason and r["label"] == v.faces[0].label
+        assert r["uncertain"] == v.faces[0].uncertain
+
+
 def test_resume_after_an_interruption_loses_and_duplicates_nothing(archive, settings, tmp_path):
     records = records_for(str(archive))
     full = tmp_path / "full.parquet"

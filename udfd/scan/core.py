@@ -1,8 +1,10 @@
 """The scan's engine-independent core: file records -> prepared images -> rows, the same on every engine.
 
-`prepare` reads, hashes, decodes and finds faces in one file (I/O and CPU: run it in threads or Ray tasks);
-`score_prepared` runs every detector once over all the faces of a batch of prepared files and builds their
-rows. A file that cannot be analysed becomes an error row; nothing here raises for a bad file.
+`prepare` reads, hashes, decodes, reads provenance and finds faces in one file (I/O and CPU: run it in threads or
+Ray tasks); `score_prepared` runs every detector once over all the faces of a batch of prepared files and builds
+their rows. Both are `udfd.pipeline`'s own steps (`prepare_image`, `score_faces`, `image_verdict`), so a scanned
+file gets the verdict `analyze_image` gives it, uncertain reasons and provenance evidence included. A file that
+cannot be analysed becomes an error row; nothing here raises for a bad file.
 """
 
 from __future__ import annotations
@@ -19,11 +21,9 @@ from typing import Literal
 from udfd.config import Settings
 from udfd.detectors.base import Detector
 from udfd.errors import UdfdError
-from udfd.faces import detect_faces, get_face_detector, scale_box
-from udfd.media import decode_image, image_limits
-from udfd.pipeline import analyze_image, analyze_video, uncertainty
+from udfd.pipeline import PreparedImage, analyze_video, image_verdict, prepare_image, score_faces
 from udfd.scan.rows import ScanRow, error_row, models_key, row_key, verdict_rows
-from udfd.types import FaceCrop, FaceVerdict, Image, Overall, Score, Verdict
+from udfd.types import Image, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,14 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A decoded image and its faces, ready for the detectors."""
+    """A file's decoded image, provenance and faces (`udfd.pipeline.PreparedImage`), ready for the detectors."""
 
     record: FileRecord
-    image: Image
-    faces: tuple[FaceCrop, ...]
+    prepared: PreparedImage
+
+    @property
+    def image(self) -> Image:
+        return self.prepared.image
 
 
 @dataclass(frozen=True)
@@ -81,20 +84,18 @@ def prepare(record: FileRecord, models: Models, *, done: Collection[str] = ()) -
             verdict = analyze_video(record.file, settings=settings, detectors=models.video)
             return verdict_rows(verdict, file=record.file, source=record.source, sha256=sha,
                                 thresholds=models.thresholds("video"))
-        image = decode_image(data, name=record.file, **image_limits(settings))
-        faces = detect_faces(image.pixels, settings.faces, detector=get_face_detector(settings.faces))
+        prepared = prepare_image(data, settings=settings, name=record.file)
     except Exception as e:  # noqa: BLE001 - a bad file must become an error row, whatever broke on it
         log.debug("%s failed", record.file, exc_info=True)
         return [_error(record, sha, versions, e)]
-    return Prepared(record, image, tuple(faces))
+    return Prepared(record, prepared)
 
 
 def score_prepared(batch: Sequence[Prepared], models: Models) -> list[ScanRow]:
     """Every image detector once over all the faces of `batch` (one forward pass each); the rows of each file.
 
-    Verdicts follow `udfd.pipeline.analyze_image`. With test-time augmentation on (UDFD_TTA) each file goes
-    through `analyze_image` itself. If a batch fails, its files are retried one by one so that only the file
-    that broke it becomes an error row.
+    Verdicts are `udfd.pipeline.image_verdict`'s, as `analyze_image` gives them. If a batch fails, its files are
+    retried one by one so that only the file that broke it becomes an error row.
     """
     if not batch:
         return []
@@ -126,39 +127,16 @@ def scan_records(records: Sequence[FileRecord], models: Models, *, done: Collect
 
 
 def _verdicts(batch: Sequence[Prepared], models: Models) -> list[Verdict]:
-    settings = models.settings
     dets = models.image
-    if not dets:
-        raise UdfdError("no detector configured: set UDFD_DETECTORS (e.g. UDFD_DETECTORS=vit)")
-    if settings.tta:
-        return [analyze_image(p.image, settings=settings, detectors=dets) for p in batch]
-    crops = [f.pixels for p in batch for f in p.faces]
-    per_detector = [det.predict(_to_device(det.preprocess(crops), settings.device)) for det in dets]
+    crops = [f.pixels for p in batch for f in p.prepared.faces]
+    scores = score_faces(dets, crops, tta=models.settings.tta)  # raises when no detector is configured
     verdicts, start = [], 0
     for p in batch:
-        h, w = p.image.pixels.shape[:2]
-        faces = []
-        for i, face in enumerate(p.faces):
-            scores = [s[start + i] for s in per_detector]
-            faces.append(_face_verdict(face, scores, settings, scale_box(face.box, (w, h), p.image.size)))
-        start += len(p.faces)
-        worst = max(faces, key=lambda f: f.fake_prob)
-        overall = Overall(label=worst.label, fake_prob=worst.fake_prob, uncertain=worst.uncertain,
-                          threshold=dets[0].threshold)
-        verdicts.append(Verdict(file=p.record.file, kind="image", faces=tuple(faces), overall=overall,
-                                model_versions={d.name: d.version for d in dets}, timings_ms={},
-                                width=p.image.size[0], height=p.image.size[1]))
+        stop = start + len(p.prepared.faces)
+        verdicts.append(image_verdict(p.prepared, dets, scores.take(start, stop, share=(stop - start) / len(crops)),
+                                      settings=models.settings))
+        start = stop
     return verdicts
-
-
-def _face_verdict(face: FaceCrop, scores: list[Score], settings: Settings, box: tuple[int, int, int, int]
-                  ) -> FaceVerdict:
-    """As `udfd.pipeline` builds a face's verdict (tests/test_scan.py checks the two agree)."""
-    reason = uncertainty(scores, band=settings.uncertain_band, disagreement=settings.disagreement)
-    return FaceVerdict(box=box, face_found=face.face_found, confidence=round(face.confidence, 4),
-                       scores={s.detector: round(s.fake_prob, 6) for s in scores},
-                       label="fake" if scores[0].is_fake else "real", fake_prob=round(scores[0].fake_prob, 6),
-                       uncertain=bool(reason), uncertain_reason=reason)
 
 
 def load_models(settings: Settings, *, images: bool = True, videos: bool = False) -> Models:
