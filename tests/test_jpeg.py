@@ -49,8 +49,11 @@ def test_a_heavily_compressed_photo_is_cannot_tell_and_an_ordinary_one_is_judged
     usual.write_bytes(_encoded(_photo(), "JPEG", quality=75))  # the dev data's lowest quality
     v = analyze_image(low, settings=settings)
     assert v.faces[0].uncertain and v.faces[0].uncertain_reason == "compressed" and v.overall.uncertain
-    assert any("heavily compressed JPEG (quality about 50)" in n for n in v.notes)
+    assert any(f"heavily compressed JPEG (quality about {COMPRESSED_QUALITY - 10})" in n for n in v.notes)
     assert v.faces[0].label in ("real", "fake")  # the score is still shown, only not trusted
+    edge = tmp_path / "edge.jpg"  # the limit itself is "cannot tell"
+    edge.write_bytes(_encoded(_photo(), "JPEG", quality=COMPRESSED_QUALITY))
+    assert analyze_image(edge, settings=settings).faces[0].uncertain_reason == "compressed"
     u = analyze_image(usual, settings=settings)
     assert u.faces[0].uncertain_reason != "compressed" and not any("compressed" in n for n in u.notes)
     assert "compressed" in WHY_UNCERTAIN["compressed"]
