@@ -60,14 +60,33 @@ def test_ken_burns_is_deterministic_moves_and_stays_inside_the_photo() -> None:
     assert min(int(f.min()) for f in ken_burns(framed)) > 100
 
 
-def test_the_committed_clips_are_what_the_script_makes(shared_faces: Path, tmp_path: Path) -> None:
+def test_the_committed_clips_are_what_the_script_makes_of_the_committed_stills(tmp_path: Path) -> None:
+    """Zoom, pan and VP9 encoding are byte-deterministic: each clip is remade from its committed still, exactly."""
+    from PIL import Image
+
+    from training.make_examples import write_clip
+
+    for still, clip in CLIPS.items():
+        made = tmp_path / clip
+        write_clip(made, ken_burns(np.asarray(Image.open(EXAMPLES / still).convert("RGB"))))
+        assert hashlib.sha256(made.read_bytes()).hexdigest() == hashlib.sha256((EXAMPLES / clip).read_bytes()).hexdigest(), clip
+
+
+def test_the_script_remakes_the_committed_examples(shared_faces: Path, tmp_path: Path) -> None:
+    """The real photos and the attribution come back byte for byte; the face swap to within a few grey levels, since
+    FaceMesh's landmarks differ in their last bits from one CPU to another (seen: 0.8 % of the pixels off by at most 5
+    on an AMD EPYC against the committed file), which moves the warp by a fraction of a pixel."""
+    from PIL import Image
+
     from training.make_examples import main
 
     main(["--fairface", str(shared_faces / "real" / "fairface"), "--out", str(tmp_path)])
-    for clip in CLIP_FILES:
-        made = hashlib.sha256((tmp_path / clip.name).read_bytes()).hexdigest()
-        assert made == hashlib.sha256(clip.read_bytes()).hexdigest(), clip.name
-    assert (tmp_path / "README.md").read_text(encoding="utf-8") == (EXAMPLES / "README.md").read_text(encoding="utf-8")
+    for name in ("real_fairface_0098.jpg", "real_fairface_0224.jpg", "README.md"):
+        assert (tmp_path / name).read_bytes() == (EXAMPLES / name).read_bytes(), name
+    swap = next(n for n in CLIPS if n.startswith("fake_"))
+    made, kept = (np.asarray(Image.open(d / swap).convert("RGB")).astype(int) for d in (tmp_path, EXAMPLES))
+    diff = np.abs(made - kept)
+    assert made.shape == kept.shape and diff.max() <= 24 and diff.mean() < 0.5 and (diff > 0).mean() < 0.05
 
 
 @pytest.mark.parametrize("clip", CLIP_FILES, ids=lambda p: p.name)
