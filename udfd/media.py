@@ -143,6 +143,7 @@ def decode_image(
         original_mode=original_mode,
         original_size=original,
         jpeg_quality=quality,
+        jpeg_history=_jpeg_history(pixels) if quality is None and scale == 1.0 else None,
     )
 
 
@@ -151,6 +152,14 @@ def _jpeg_quality(im: PILImage.Image) -> float | None:
     from udfd.jpeg import jpeg_quality
 
     q = jpeg_quality(getattr(im, "quantization", None) or {})
+    return None if math.isnan(q) else q
+
+
+def _jpeg_history(pixels: np.ndarray) -> float | None:
+    """A non-JPEG file's earlier JPEG quality from its pixels (a reduced copy has lost the block grid: not asked)."""
+    from udfd.jpeg import pixel_jpeg_quality
+
+    q = pixel_jpeg_quality(pixels)
     return None if math.isnan(q) else q
 
 

@@ -135,7 +135,8 @@ def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: Fac
     timings = dict(prepared.timings_ms) | scores.timings_ms
     per_detector = scores.per_detector
     h, w = image.pixels.shape[:2]
-    compressed = image.jpeg_quality is not None and image.jpeg_quality <= COMPRESSED_QUALITY
+    quality = image.compression_quality
+    compressed = quality is not None and quality <= COMPRESSED_QUALITY
     face_verdicts = tuple(
         _face_verdict(face, [s[i] for s in per_detector.values()], band=settings.uncertain_band,
                       disagreement=settings.disagreement, spread=scores.spreads[i],
@@ -157,7 +158,10 @@ def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: Fac
     if any(face_verdicts[i].uncertain_reason == "small_face" for i in range(len(faces))):
         notes.append(f"a face smaller than {MIN_FACE_SIDE} px is too small to judge: its verdict is uncertain")
     if any(face_verdicts[i].uncertain_reason == "compressed" for i in range(len(faces))):
-        notes.append(f"a heavily compressed JPEG (quality about {image.jpeg_quality:.0f}): compression rewrites the "
+        what = (f"a heavily compressed JPEG (quality about {quality:.0f})" if image.jpeg_quality is not None else
+                f"a {image.format} file whose pixels carry the 8\N{MULTIPLICATION SIGN}8 blocks of a heavily "
+                f"compressed JPEG (quality about {quality:.0f})")
+        notes.append(f"{what}: compression rewrites the "
                      "texture the default detectors read (re-encoded at quality 70, they call 6 % of real photos "
                      "fake, at quality 50 13 %), so its verdict is uncertain")
     if any(face_verdicts[i].uncertain_reason == "noisy" for i in range(len(faces))):

@@ -33,6 +33,14 @@ class Image:
     original_mode: str
     original_size: tuple[int, int] | None = None
     jpeg_quality: float | None = None  # a JPEG's IJG quality estimated from its tables (udfd.jpeg); None otherwise
+    # Another format's file whose pixels still carry a JPEG's 8×8 blocks (a PNG of a decoded JPEG): that JPEG's
+    # quality as udfd.jpeg.pixel_jpeg_quality reads it; None when none is seen (or the file is a JPEG).
+    jpeg_history: float | None = None
+
+    @property
+    def compression_quality(self) -> float | None:
+        """The quality of the last JPEG compression this picture is known to have been through, or None."""
+        return self.jpeg_quality if self.jpeg_quality is not None else self.jpeg_history
 
     @property
     def size(self) -> tuple[int, int]:
