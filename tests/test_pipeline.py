@@ -83,3 +83,39 @@ def test_concurrent_calls_match_sequential(face_image_path, tiny_settings):
     for r in results:
         assert [f.box for f in r.faces] == [f.box for f in seq.faces]
         assert r.overall.fake_prob == pytest.approx(seq.overall.fake_prob, abs=1e-6)
+
+
+class _DeviceSpy:
+    """A stand-in detector that records where each batch it is given lives (no GPU here: "meta" is a device torch
+    has on every machine, which a CPU tensor can be moved to)."""
+
+    name, version, threshold = "spy", "0", 0.5
+
+    def __init__(self) -> None:
+        self.devices: list[str] = []
+
+    def preprocess(self, crops):
+        import torch
+
+        return torch.zeros(len(crops), 3, 4, 4)
+
+    def predict(self, x):
+        from udfd.types import Score
+
+        self.devices.append(x.device.type)
+        return [Score("spy", 0.2) for _ in range(x.shape[0])]
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_score_faces_moves_every_batch_to_the_detectors_device(tta):
+    """`udfd scan`'s GPU actors place the modules on a device; every batch they score must be moved there too."""
+    from udfd.pipeline import score_faces
+
+    crops = [np.zeros((32, 32, 3), np.uint8)] * 2
+    first, second = _DeviceSpy(), _DeviceSpy()
+    scores = score_faces([first, second], crops, tta=tta, device="meta")
+    assert first.devices == ["meta"] and second.devices == ["meta"]
+    assert [s.fake_prob for s in scores.per_detector["spy"]] == [0.2, 0.2]
+    cpu = _DeviceSpy()
+    score_faces([cpu], crops)
+    assert cpu.devices == ["cpu"]

@@ -106,9 +106,11 @@ def prepare_image(
     return PreparedImage(image, provenance, search.crops, timings, faces_found=search.found, tiles=search.tiles)
 
 
-def score_faces(dets: Sequence[Detector], crops: Sequence[np.ndarray], *, tta: bool = False) -> FaceScores:
+def score_faces(dets: Sequence[Detector], crops: Sequence[np.ndarray], *, tta: bool = False,
+                device: str = "cpu") -> FaceScores:
     """Every detector once over all `crops` (one batch each); with `tta`, the first detector also scores each
-    crop's test-time views (its spread widens the uncertain band); an ensemble first brings its members' scores."""
+    crop's test-time views (its spread widens the uncertain band); an ensemble first brings its members' scores.
+    `device`: where the detectors' modules are (`udfd.scan.core.place`); each preprocessed batch is moved there."""
     if not dets:
         raise UdfdError("no detector configured: set UDFD_DETECTORS (e.g. UDFD_DETECTORS=vit)")
     crops = list(crops)
@@ -119,11 +121,11 @@ def score_faces(dets: Sequence[Detector], crops: Sequence[np.ndarray], *, tta: b
     for k, det in enumerate(dets):
         t0 = time.perf_counter()
         if k == 0 and tta:
-            per_detector[det.name], spreads = _score_with_tta(det, crops)
+            per_detector[det.name], spreads = _score_with_tta(det, crops, device)
         elif k == 0 and hasattr(det, "predict_with_members"):  # an ensemble: its members' scores come along
-            per_detector[det.name], members = det.predict_with_members(det.preprocess(crops))
+            per_detector[det.name], members = det.predict_with_members(_on(det.preprocess(crops), device))
         else:
-            per_detector[det.name] = det.predict(det.preprocess(crops))
+            per_detector[det.name] = det.predict(_on(det.preprocess(crops), device))
         timings[det.name] = (time.perf_counter() - t0) * 1000
     return FaceScores(per_detector, spreads, members, timings)
 
@@ -247,11 +249,16 @@ def _decode(source: str | os.PathLike | bytes | Image, *, settings: Settings, na
     return read_image(source, max_file_bytes=settings.max_file_bytes, **image_limits(settings))
 
 
-def _score_with_tta(det: Detector, crops: list[np.ndarray]) -> tuple[list[Score], list[float]]:
+def _on(batch: object, device: str) -> object:
+    """A preprocessed batch on `device` (a tensor moved; on "cpu", or for a batch that cannot move, as it is)."""
+    return batch.to(device) if device != "cpu" and hasattr(batch, "to") else batch
+
+
+def _score_with_tta(det: Detector, crops: list[np.ndarray], device: str = "cpu") -> tuple[list[Score], list[float]]:
     """Scores of the crops themselves, and per crop the spread (max - min) of its score over the crop and its
     test-time views (flip, JPEG 90), all in one batch."""
     views = [v for crop in crops for v in tta_views(crop)]
-    scores = det.predict(det.preprocess([*crops, *views]))
+    scores = det.predict(_on(det.preprocess([*crops, *views]), device))
     own, extra = scores[:len(crops)], scores[len(crops):]
     per = len(views) // len(crops)
     spreads = []

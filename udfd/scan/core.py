@@ -129,7 +129,7 @@ def scan_records(records: Sequence[FileRecord], models: Models, *, done: Collect
 def _verdicts(batch: Sequence[Prepared], models: Models) -> list[Verdict]:
     dets = models.image
     crops = [f.pixels for p in batch for f in p.prepared.faces]
-    scores = score_faces(dets, crops, tta=models.settings.tta)  # raises when no detector is configured
+    scores = score_faces(dets, crops, tta=models.settings.tta, device=models.settings.device)  # raises without dets
     verdicts, start = [], 0
     for p in batch:
         stop = start + len(p.prepared.faces)
@@ -155,10 +155,6 @@ def place(detectors: Sequence[Detector], device: str) -> None:
     if device != "cpu":
         for det in detectors:
             det.module().to(device)
-
-
-def _to_device(batch: object, device: str) -> object:
-    return batch.to(device) if device != "cpu" and hasattr(batch, "to") else batch
 
 
 def _content(record: FileRecord, settings: Settings) -> tuple[bytes, str]:
