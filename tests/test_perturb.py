@@ -28,12 +28,14 @@ def test_every_perturbation_keeps_size_and_dtype_changes_pixels_and_not_its_inpu
 
 def test_stronger_settings_change_more():
     img = _textured()
-    (j50, j95, b1, b3, r5, r9) = parse_perturbations("jpeg50,jpeg95,blur1,blur3,resize0.5,resize0.9")
+    (j50, j95, b1, b3, r5, r9, w30, w95) = parse_perturbations(
+        "jpeg50,jpeg95,blur1,blur3,resize0.5,resize0.9,webp30,webp95")
 
     def dist(p):
         return np.abs(p.apply(img).astype(int) - img).mean()
 
-    assert dist(j50) > dist(j95) and dist(b3) > dist(b1) and dist(r5) > dist(r9)
+    assert dist(j50) > dist(j95) and dist(b3) > dist(b1) and dist(r5) > dist(r9) and dist(w30) > dist(w95)
+    assert w30.apply(img).shape == img.shape
 
 
 def test_flat_image_survives_resize_and_blur_and_noise_has_the_asked_std():
@@ -52,7 +54,7 @@ def test_screenshot_brightens_mid_grey_by_the_display_gamma():
     assert int(out[20, 20, 0]) == round(255 * (128 / 255) ** (1 / SCREENSHOT_GAMMA))
 
 
-@pytest.mark.parametrize("spec", ["jpeg", "jpeg0", "jpeg101", "resize2", "blur0", "sharpen1", "jpeg50,jpeg50"])
+@pytest.mark.parametrize("spec", ["jpeg", "jpeg0", "jpeg101", "webp0", "webp101", "resize2", "blur0", "sharpen1", "jpeg50,jpeg50"])
 def test_bad_specs_raise(spec):
     with pytest.raises(ValueError):
         parse_perturbations(spec)

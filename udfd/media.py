@@ -144,6 +144,7 @@ def decode_image(
         original_size=original,
         jpeg_quality=quality,
         jpeg_history=_jpeg_history(pixels) if quality is None and scale == 1.0 else None,
+        webp_quality=_webp_quality(data) if fmt == "WEBP" else None,
     )
 
 
@@ -160,6 +161,14 @@ def _jpeg_history(pixels: np.ndarray) -> float | None:
     from udfd.jpeg import pixel_jpeg_quality
 
     q = pixel_jpeg_quality(pixels)
+    return None if math.isnan(q) else q
+
+
+def _webp_quality(data: bytes) -> float | None:
+    """A lossy WebP's quality from its VP8 frame header (`udfd.webp`); None for lossless or animated WebP."""
+    from udfd.webp import webp_quality
+
+    q = webp_quality(data)
     return None if math.isnan(q) else q
 
 

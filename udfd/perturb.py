@@ -5,6 +5,7 @@ Every function takes an RGB uint8 array (H, W, 3), never modifies it, and return
 command line (`udfd evaluate --perturb jpeg50,resize0.5,...`):
 
 - `jpegQ`: JPEG re-encode at quality Q (OpenCV/libjpeg, 4:2:0 chroma subsampling), decoded again.
+- `webpQ`: lossy WebP re-encode at quality Q (OpenCV/libwebp), decoded again.
 - `resizeS`: down-scale by S (area interpolation) and back up to the original size (bilinear): the detail lost by
   a platform that stores a smaller copy, without changing the geometry the face detector sees.
 - `blurS`: Gaussian blur with sigma S pixels.
@@ -34,6 +35,15 @@ def jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ValueError("JPEG encoding failed")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def webp(pixels: np.ndarray, quality: int) -> np.ndarray:
+    if not 1 <= quality <= 100:
+        raise ValueError(f"WebP quality must be in 1..100, got {quality}")
+    ok, buf = cv2.imencode(".webp", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("WebP encoding failed")
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
@@ -86,6 +96,7 @@ class Perturbation:
 
 _PATTERNS: dict[str, Callable[[float], Callable[[np.ndarray, int], np.ndarray]]] = {
     "jpeg": lambda q: lambda px, _s: jpeg(px, int(q)),
+    "webp": lambda q: lambda px, _s: webp(px, int(q)),
     "resize": lambda s: lambda px, _s: resize_round_trip(px, s),
     "blur": lambda s: lambda px, _s: blur(px, s),
     "noise": lambda s: lambda px, seed: noise(px, s, seed=seed),
@@ -103,9 +114,9 @@ def parse_perturbations(spec: str) -> tuple[Perturbation, ...]:
         if name == "screenshot":
             out.append(Perturbation(name, lambda px, _s: screenshot(px)))
             continue
-        m = re.fullmatch(r"(jpeg|resize|blur|noise)(\d+(?:\.\d+)?)", name)
+        m = re.fullmatch(r"(jpeg|webp|resize|blur|noise)(\d+(?:\.\d+)?)", name)
         if not m:
-            raise ValueError(f"unknown perturbation {raw!r}: expected jpegQ, resizeS, blurS, noiseS or screenshot")
+            raise ValueError(f"unknown perturbation {raw!r}: expected jpegQ, webpQ, resizeS, blurS, noiseS or screenshot")
         kind, value = m.group(1), float(m.group(2))
         fn = _PATTERNS[kind](value)
         fn(np.zeros((8, 8, 3), np.uint8), 0)  # validates the parameter now, not on the first image

@@ -27,6 +27,7 @@ from udfd.plain import counted
 from udfd.provenance import Provenance, apply_evidence, provenance_of
 from udfd.types import Box, FaceCrop, FaceVerdict, Image, Overall, Score, Verdict, VideoSummary
 from udfd.video import Progress, SampledVideo, sample_video, track_faces
+from udfd.webp import COMPRESSED_WEBP_QUALITY, WEBP_EFFECT
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,8 @@ def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: Fac
     timings = dict(prepared.timings_ms) | scores.timings_ms
     per_detector = scores.per_detector
     h, w = image.pixels.shape[:2]
-    quality = image.compression_quality
-    compressed = quality is not None and quality <= COMPRESSED_QUALITY
+    compression = heavy_compression(image)
+    compressed = compression is not None
     face_verdicts = tuple(
         _face_verdict(face, [s[i] for s in per_detector.values()], band=settings.uncertain_band,
                       disagreement=settings.disagreement, spread=scores.spreads[i],
@@ -160,12 +161,7 @@ def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: Fac
     if any(face_verdicts[i].uncertain_reason == "small_face" for i in range(len(faces))):
         notes.append(f"a face smaller than {MIN_FACE_SIDE} px is too small to judge: its verdict is uncertain")
     if any(face_verdicts[i].uncertain_reason == "compressed" for i in range(len(faces))):
-        what = (f"a heavily compressed JPEG (quality about {quality:.0f})" if image.jpeg_quality is not None else
-                f"a {image.format} file whose pixels carry the 8\N{MULTIPLICATION SIGN}8 blocks of a heavily "
-                f"compressed JPEG (quality about {quality:.0f})")
-        notes.append(f"{what}: compression rewrites the "
-                     "texture the default detectors read (re-encoded at quality 70, they call 6 % of real photos "
-                     "fake, at quality 50 13 %), so its verdict is uncertain")
+        notes.append(compression)
     if any(face_verdicts[i].uncertain_reason == "noisy" for i in range(len(faces))):
         notes.append("a face in a grainy photo: sensor noise looks like manipulation to the default detectors "
                      "(with noise of 2 % they call 45 % of real photos fake), so its verdict is uncertain")
@@ -300,6 +296,26 @@ def input_reason(face: FaceCrop) -> str:
     if noise_level(face.pixels) > NOISY_FACE:
         return "noisy"
     return ""
+
+
+def heavy_compression(image: Image) -> str | None:
+    """Why this picture is too compressed to judge, as the verdict's note, or None. Pure.
+
+    A JPEG at or below `udfd.jpeg.COMPRESSED_QUALITY` (from its tables, or from the 8×8 blocks left in the pixels of
+    a file saved losslessly after it), or a lossy WebP at or below `udfd.webp.COMPRESSED_WEBP_QUALITY`."""
+    quality = image.compression_quality
+    if quality is not None and quality <= COMPRESSED_QUALITY:
+        what = (f"a heavily compressed JPEG (quality about {quality:.0f})" if image.jpeg_quality is not None else
+                f"a {image.format} file whose pixels carry the 8\N{MULTIPLICATION SIGN}8 blocks of a heavily "
+                f"compressed JPEG (quality about {quality:.0f})")
+        return (f"{what}: compression rewrites the texture the default detectors read (re-encoded at quality 70, "
+                "they call 6 % of real photos fake, at quality 50 13 %), so its verdict is uncertain")
+    webp = image.webp_quality
+    if webp is not None and webp <= COMPRESSED_WEBP_QUALITY:
+        return (f"a lossy WebP (quality about {webp:.0f}): its compression rewrites the texture the default "
+                f"detectors read (re-encoded as WebP at quality {COMPRESSED_WEBP_QUALITY} or below, {WEBP_EFFECT}), "
+                "so its verdict is uncertain")
+    return None
 
 
 def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float, disagreement: float | None = None,

@@ -26,7 +26,8 @@ WHY_UNCERTAIN = {
     "no_face": "no face was found, so the whole picture was scored",
     "small_face": "the face is too small to judge",
     "noisy": "the photo is too grainy: noise looks like manipulation to the detectors",
-    "compressed": "the photo is too heavily compressed: JPEG blocks look like manipulation to the detectors",
+    "compressed": "the photo is too heavily compressed (JPEG or WebP): compression artefacts look like manipulation "
+                  "to the detectors",
 }
 
 

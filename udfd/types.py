@@ -36,6 +36,7 @@ class Image:
     # Another format's file whose pixels still carry a JPEG's 8×8 blocks (a PNG of a decoded JPEG): that JPEG's
     # quality as udfd.jpeg.pixel_jpeg_quality reads it; None when none is seen (or the file is a JPEG).
     jpeg_history: float | None = None
+    webp_quality: float | None = None  # a lossy WebP's libwebp quality estimated from its VP8 header (udfd.webp)
 
     @property
     def compression_quality(self) -> float | None:
@@ -117,8 +118,8 @@ class FaceVerdict:
     # Why it is uncertain: "band" (near the threshold), "tta" (near it once the band is widened by the spread of
     # test-time-augmented scores), "disagreement" (detectors call it differently), "no_face" (no face found: the
     # whole image or frame was scored), "small_face" (a crop too small to judge), "noisy" (a grainy crop: sensor
-    # noise the detectors mistake for manipulation), "compressed" (a JPEG at or below udfd.jpeg.COMPRESSED_QUALITY:
-    # compression rewrites the texture they read); "" when certain.
+    # noise the detectors mistake for manipulation), "compressed" (a JPEG at or below udfd.jpeg.COMPRESSED_QUALITY,
+    # or a lossy WebP at or below udfd.webp.COMPRESSED_WEBP_QUALITY: compression rewrites the texture they read); "" when certain.
     uncertain_reason: str = ""
     # For an ensemble deciding: each member's own calibrated fake_prob for this face (shown beside its verdict).
     members: dict[str, float] = field(default_factory=dict)
