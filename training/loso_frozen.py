@@ -52,6 +52,9 @@ AUGMENTS = {  # --augment: the views --augment-copies adds, and how the card des
     "full": (AugmentConfig(noise_prob=0.3), "flip, rotation, crop, colour, sensor noise, rescale, JPEG"),
     "degrade": (AugmentConfig(max_rotation=0.0, crop_scale=(1.0, 1.0), jitter=0.0, jpeg_prob=0.5, rescale_prob=0.3,
                               noise_prob=0.5), "flip, sensor noise, rescale, JPEG"),  # only what a photo suffers
+    "lowres": (AugmentConfig(max_rotation=0.0, crop_scale=(1.0, 1.0), jitter=0.0, jpeg_prob=0.5, jpeg_quality=(75, 95),
+                             rescale_prob=1.0, rescale=(0.4, 0.8)),
+               "flip, every face down to 0.4-0.8 of its side and back (a small face's detail), JPEG 75-95"),
 }
 
 
