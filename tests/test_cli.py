@@ -90,6 +90,15 @@ def test_evaluate_json_schema(tmp_path, capsys):
     assert r["errors"] == []
 
 
+def test_evaluate_source_keeps_only_those_folders_and_an_unknown_one_is_a_clear_error(tmp_path, capsys, caplog):
+    _tree(tmp_path, n=3)
+    assert main(["evaluate", str(tmp_path), "--detector", "vit", "--source", "s2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert set(r["per_source"]) == {"s2"} and r["overall"]["n"] == 6 and r["subset"] == "all sources:s2"
+    assert main(["evaluate", str(tmp_path), "--detector", "vit", "--source", "s2", "--source", "nope"]) == 2
+    assert "no image of source(s) nope" in caplog.text
+
+
 def test_evaluate_unknown_model_ref_is_a_clear_error(tmp_path, caplog):
     _tree(tmp_path, n=1)
     assert main(["evaluate", str(tmp_path), "--detector", "not/a-ref"]) == 2

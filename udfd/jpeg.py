@@ -4,9 +4,11 @@ The default detectors read fine texture, and strong JPEG compression rewrites ex
 effnet_lite0's test faces made ensemble 1.4 call 12.7 % of the real photos fake, against 0.7 % at quality 75
 (`benchmarks/results/robustness_default.json`); between the two, on 300 real test faces (another draw), 10.3 % at quality 65,
 6.0 % at 70 and 1.0 % at 75 (`benchmarks/results/robustness_jpeg_range.json` holds a 150-face run:
-10.7 % at 60, 8.7 % at 65, 4.7 % at 70). No file of the dev data is below quality 75 (the estimate below, on
-all 8,748 faces), so a face from a JPEG at or below `COMPRESSED_QUALITY` is "cannot tell" (uncertain reason
-"compressed"), whatever its score. A file saved losslessly after a JPEG (a PNG, a screenshot at 100 %) has no tables
+10.7 % at 60, 8.7 % at 65, 4.7 % at 70). Most of those real faces are DFDC crops saved at 75, which a re-encode at
+75 nearly reproduces: on the sources saved at 90-95 verdicts change on 5-7 % of faces at every quality from 70 to 85
+(`benchmarks/results/robustness_q90_sources.json`), so there the limit is a convention, not a cliff. No file of the
+dev data is below quality 75 (the estimate below, on all 8,748 faces), so a face from a JPEG at or below
+`COMPRESSED_QUALITY` is "cannot tell" (uncertain reason "compressed"), whatever its score. A file saved losslessly after a JPEG (a PNG, a screenshot at 100 %) has no tables
 but keeps the JPEG's 8×8 block grid: `pixel_jpeg_quality` reads that JPEG's quality from the pixels
 (`benchmarks/jpeg_history.py` measures it on the dev data).
 """

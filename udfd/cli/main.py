@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", help="which split of --split-file (default: test)")
     ev.add_argument("--loso-fold", help="only the images one leave-one-source-out fold holds out"
                     " (udfd/evaluation/loso.py: dfdc, lfw_faceswap, generated_photos, sdfd_sd21, stylegan)")
+    ev.add_argument("--source", action="append", help="only the images of this source folder (real/NAME or "
+                    "fake/NAME; repeat for several)")
     ev.add_argument("--reliability", type=Path, help="write a reliability diagram PNG here")
     ev.add_argument("--out", type=Path, help="also write the JSON report to this file")
     ev.add_argument("--write-cards", action="store_true",
@@ -249,6 +251,9 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         subset = f"{args.split_file}:{args.split}" if args.split_file else "all"
         if args.loso_fold:
             only, subset = _loso_files(args.data, args.loso_fold, only), f"loso:{args.loso_fold}"
+        if args.source:
+            only = _source_files(args.data, args.source, only)
+            subset += f" sources:{','.join(sorted(set(args.source)))}"
         try:
             perturbations = parse_perturbations(args.perturb)
         except ValueError as e:
@@ -288,6 +293,19 @@ def _loso_files(root: Path, fold_name: str, only: list[str] | None) -> list[str]
     if not keep:
         raise UdfdError(f"no image of LOSO fold {fold.name!r} under {root}")
     return keep
+
+
+def _source_files(root: Path, names: list[str], only: list[str] | None) -> list[str]:
+    """Relative paths of the images of these source folders (within `only` when it is given). A name with no
+    image under `root` is an error naming it."""
+    from udfd.evaluation.evaluate import labelled_files
+
+    files = [(f.relative_to(root).as_posix(), source) for f, _, source in labelled_files(root, only=only)]
+    missing = sorted(set(names) - {source for _, source in files})
+    if missing:
+        raise UdfdError(f"no image of source(s) {', '.join(missing)} under {root}"
+                        + (" in the chosen split" if only is not None else ""))
+    return [rel for rel, source in files if source in names]
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
