@@ -53,6 +53,28 @@ def test_nested_rule_never_fits_on_the_fold_it_scores() -> None:
     assert table["ensemble:nested"]["a"] == pytest.approx(table["steady"]["a"], abs=0.05)
 
 
+def test_pooled_loso_asks_one_threshold_to_fit_every_fold() -> None:
+    """A member that ranks every fold's held-out rows perfectly but scores fold 'a''s held-out source 10 higher
+    (reals and fakes alike): each fold's AUC is 1, the pooled one is not. The ensemble standardises on each fold's
+    validation rows, which come from the training sources and do not show the shift, so it keeps it too."""
+    from udfd.evaluation.stacking import loso_pooled
+
+    rng = np.random.default_rng(4)
+
+    def rows(shift: float) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 2, 200)
+        return ((2 * y - 1) * 2.0 + rng.uniform(-1, 1, 200) + shift)[:, None], y
+
+    folds = [FoldData(name, *rows(0.0), *rows(10.0 if name == "a" else 0.0)) for name in FOLDS]
+    table = loso_table(folds, ["shifted"], rules=("mean",))
+    pooled = loso_pooled(folds, ["shifted"], rules=("mean",))
+    assert all(v == 1.0 for col in table.values() for v in col.values())
+    assert pooled["shifted"] < 0.9 and pooled["ensemble:mean"] < 0.9
+    steady = [FoldData(f.name, f.d_val, f.y_val, f.d_heldout - (10.0 if f.name == "a" else 0.0), f.y_heldout)
+              for f in folds]
+    assert loso_pooled(steady, ["steady"], rules=("mean",)) == {"steady": 1.0, "ensemble:mean": 1.0}
+
+
 def test_nested_pos_never_uses_a_member_upside_down() -> None:
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 500)

@@ -29,7 +29,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a
 
 from udfd.evaluation.loso import FOLDS, Fold  # noqa: E402
 from udfd.evaluation.metrics import best_youden_threshold, binary_metrics, fit_temperature  # noqa: E402
-from udfd.evaluation.stacking import FoldData, auc, fit_lse, fit_stack, log_odds, loso_table, mean_of  # noqa: E402
+from udfd.evaluation.stacking import (  # noqa: E402
+    FoldData,
+    auc,
+    fit_lse,
+    fit_stack,
+    log_odds,
+    loso_pooled,
+    loso_table,
+    mean_of,
+)
 
 log = logging.getLogger("training.fit_ensemble")
 Rows = dict[str, dict[str, Any]]  # path -> row
@@ -144,10 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rule_names = ("mean", "val", "nested", "nested_pos", *(("lse",) if terms else ()))
     table = loso_table(folds, score_names, rules=rule_names, terms=terms)
     means = {col: mean_of(v) for col, v in table.items()}
-    pooled = {}
-    for j, m in enumerate(score_names):
-        pooled[m] = auc(np.concatenate([f.y_heldout for f in folds]), np.concatenate([f.d_heldout[:, j]
-                                                                                     for f in folds]))
+    pooled = loso_pooled(folds, score_names, rules=rule_names, terms=terms)
     rules = [c.split(":", 1)[1] for c in table if c.startswith("ensemble:")]
     # Final weights: `nested` -> all folds' held-out rows pooled; `val` / `mean` -> the final models' in-dist val.
     ind_val = [rows_for(files[m], "in_dist", "val") for m in score_names]
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "rule_given": args.rule != "auto", "folds": [f.name for f in only] if only else None,
               "title": args.title, "loso_not_judged": not_judged,
               "selection": {"max_fpr_gap": args.max_fpr_gap, "tried": selection},
-              "loso": table, "loso_mean": means, "loso_pooled_members": pooled,
+              "loso": table, "loso_mean": means, "loso_pooled": pooled,
               "stack": stack.to_dict(), "temperature": temperature, "threshold": threshold,
               "in_dist_test_auc": auc(y_it, prob_test), "in_dist_member_test_auc":
                   {m: auc(y_it, d_it[:, j]) for j, m in enumerate(score_names)}, "n": {
@@ -357,6 +363,10 @@ def card(report: dict[str, Any], *, name: str, version: str, extra: str = "") ->
     for f in folds:
         lines.append(f"| {f} | " + " | ".join(_f(table[c].get(f)) for c in cols) + " |")
     lines.append("| **mean** | " + " | ".join(_f(report["loso_mean"][c]) for c in cols) + " |")
+    if report.get("loso_pooled"):
+        lines.append("| **pooled** | " + " | ".join(_f(report["loso_pooled"].get(c)) for c in cols) + " |")
+        lines += ["", "*pooled*: every fold's held-out rows together, each scored by its own fold's model, so one "
+                  "threshold has to fit every held-out source."]
     other = report.get("loso_not_judged") or {}
     for f in sorted({f for col in other.values() for f in col}):
         lines.append(f"| {f} (not judged) | " + " | ".join(_f(other.get(c, {}).get(f)) for c in cols) + " |")

@@ -150,27 +150,43 @@ def loso_table(folds: Sequence[FoldData], members: Sequence[str], *,
                terms: Sequence[Sequence[int]] | None = None) -> dict[str, dict[str, float | None]]:
     """AUC on each fold's held-out rows: every member alone and every combination rule. {column: {fold: auc}}.
     `lse` among the rules needs `terms`, and is fitted on each fold's own validation rows."""
-    table: dict[str, dict[str, float | None]] = {m: {} for m in members}
-    table |= {f"ensemble:{r}": {} for r in rules}
-    for f in folds:
-        for j, m in enumerate(members):
-            table[m][f.name] = auc(f.y_heldout, f.d_heldout[:, j])
-        for rule in rules:
-            if rule.startswith("nested"):
-                others = [g for g in folds if g is not f]
-                d = np.concatenate([g.d_heldout for g in others])
-                y = np.concatenate([g.y_heldout for g in others])
-                stack = fit_stack(d, y, rule=rule)
-            elif rule == "val":
-                stack = fit_stack(f.d_val, f.y_val, rule="val")
-            elif rule == "lse":
-                if terms is None:
-                    raise ValueError("the lse rule needs terms")
-                stack = fit_lse(f.d_val, f.y_val, terms)
-            else:
-                stack = fit_stack(f.d_val if len(f.d_val) else f.d_heldout, f.y_val, rule="mean")
-            table[f"ensemble:{rule}"][f.name] = auc(f.y_heldout, stack.score(f.d_heldout))
-    return table
+    scores = heldout_scores(folds, members, rules=rules, terms=terms)
+    return {col: {f.name: auc(f.y_heldout, s) for f, s in zip(folds, per_fold, strict=True)}
+            for col, per_fold in scores.items()}
+
+
+def loso_pooled(folds: Sequence[FoldData], members: Sequence[str], *,
+                rules: Sequence[str] = ("mean", "val", "nested", "nested_pos"),
+                terms: Sequence[Sequence[int]] | None = None) -> dict[str, float | None]:
+    """The AUC of every fold's held-out rows together, each scored by its own fold's model: {column: auc}. Unlike
+    the mean over folds it also asks that one threshold fit every held-out source (calibration across sources)."""
+    y = np.concatenate([f.y_heldout for f in folds])
+    return {col: auc(y, np.concatenate(per_fold))
+            for col, per_fold in heldout_scores(folds, members, rules=rules, terms=terms).items()}
+
+
+def heldout_scores(folds: Sequence[FoldData], members: Sequence[str], *,
+                   rules: Sequence[str] = ("mean", "val", "nested", "nested_pos"),
+                   terms: Sequence[Sequence[int]] | None = None) -> dict[str, list[np.ndarray]]:
+    """Each column's scores of each fold's held-out rows (members' log-odds; each rule fitted without the fold)."""
+    out: dict[str, list[np.ndarray]] = {m: [f.d_heldout[:, j] for f in folds] for j, m in enumerate(members)}
+    for rule in rules:
+        out[f"ensemble:{rule}"] = [_rule_stack(f, folds, rule, terms).score(f.d_heldout) for f in folds]
+    return out
+
+
+def _rule_stack(f: FoldData, folds: Sequence[FoldData], rule: str, terms: Sequence[Sequence[int]] | None) -> Stack:
+    if rule.startswith("nested"):
+        others = [g for g in folds if g is not f]
+        return fit_stack(np.concatenate([g.d_heldout for g in others]),
+                         np.concatenate([g.y_heldout for g in others]), rule=rule)
+    if rule == "val":
+        return fit_stack(f.d_val, f.y_val, rule="val")
+    if rule == "lse":
+        if terms is None:
+            raise ValueError("the lse rule needs terms")
+        return fit_lse(f.d_val, f.y_val, terms)
+    return fit_stack(f.d_val if len(f.d_val) else f.d_heldout, f.y_val, rule="mean")
 
 
 def mean_of(column: Mapping[str, float | None]) -> float | None:
