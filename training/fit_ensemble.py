@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--folds", help="a specialist: only these LOSO folds (comma-separated, e.g. dfdc,lfw_faceswap) "
                    "judge the rules, and only the in-dist rows they hold fit its weights, temperature and threshold")
     p.add_argument("--title", default="UDFD ensemble (recommended)", help="its title in the app")
+    p.add_argument("--limits", type=json.loads, help='limits to declare in config.json, e.g. \'{"large_face": '
+                   '{"min_side": 400, "measured": "..."}}\' (udfd.pipeline.large_face_limit)')
     p.add_argument("--card-extra", type=Path, help="a Markdown file whose text the card carries before its Limits")
     args = p.parse_args(argv)
     only = specialist_folds(args.folds)
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             terms=terms) if only else None
     report = {"members": dict(pairs), "rule": rule, "terms": args.term if rule == "lse" else None,
               "rule_given": args.rule != "auto", "folds": [f.name for f in only] if only else None,
-              "title": args.title, "loso_not_judged": not_judged,
+              "title": args.title, "loso_not_judged": not_judged, "limits": args.limits,
               "selection": {"max_fpr_gap": args.max_fpr_gap, "tried": selection},
               "loso": table, "loso_mean": means, "loso_pooled": pooled,
               "stack": stack.to_dict(), "temperature": temperature, "threshold": threshold,
@@ -279,6 +281,8 @@ def write_checkpoint(folder: Path, report: dict[str, Any], *, name: str, version
                                     next(iter(report["members"].values())) + " alone, calibrated, chosen on")
                         + " held-out sources" + (f" ({', '.join(report['folds'])} only)" if report.get("folds") else ""),
                         "skill": f"mean AUC on held-out sources {chosen:.2f} (leave-one-source-out)"}}
+    if report.get("limits"):
+        meta["limits"] = report["limits"]  # udfd.pipeline.large_face_limit reads them
     (folder / CONFIG_NAME).write_text(json.dumps({UDFD_KEY: meta}, indent=1), encoding="utf-8")
     (folder / "eval_results.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     (folder / "README.md").write_text(card(report, name=name, version=version, extra=extra), encoding="utf-8")

@@ -140,11 +140,12 @@ def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: Fac
     h, w = image.pixels.shape[:2]
     compression = heavy_compression(image)
     compressed = compression is not None
+    large = large_face_limit(dets[0]) if dets else None
     face_verdicts = tuple(
         _face_verdict(face, [s[i] for s in per_detector.values()], band=settings.uncertain_band,
                       disagreement=settings.disagreement, spread=scores.spreads[i],
                       box=scale_box(face.box, (w, h), image.size), members=scores.members[i],  # boxes in file pixels
-                      compressed=compressed)
+                      compressed=compressed, large_face=large[0] if large else None)
         for i, face in enumerate(faces)
     )
     notes: list[str] = []
@@ -162,6 +163,11 @@ def image_verdict(prepared: PreparedImage, dets: Sequence[Detector], scores: Fac
         notes.append(f"a face smaller than {MIN_FACE_SIDE} px is too small to judge: its verdict is uncertain")
     if any(face_verdicts[i].uncertain_reason == "compressed" for i in range(len(faces))):
         notes.append(compression)
+    if large and any(face_verdicts[i].uncertain_reason == "large_face" for i in range(len(faces))):
+        measured = f" ({dets[0].name} {large[1]})" if large[1] else ""
+        notes.append(f"a large face (at least {large[0]} px) called fake: at that size the fake verdicts of "
+                     f"{dets[0].name} do not tell a real portrait from a generated one{measured}, so this verdict is "
+                     "uncertain")
     if any(face_verdicts[i].uncertain_reason == "noisy" for i in range(len(faces))):
         notes.append("a face in a grainy photo: sensor noise looks like manipulation to the default detectors "
                      "(with noise of 2 % they call 45 % of real photos fake), so its verdict is uncertain")
@@ -318,12 +324,30 @@ def heavy_compression(image: Image) -> str | None:
     return None
 
 
+def large_face_limit(detector: Detector) -> tuple[int, str] | None:
+    """(least face side in pixels, what was measured) when the detector's config declares that its "fake" verdicts
+    on faces at least that large in still images are not to be trusted (`limits.large_face` in its config.json),
+    else None. Pure. Video frames are not covered: the measurement behind such a limit is on still images."""
+    meta = getattr(detector, "meta", None)
+    limit = (meta.get("limits") or {}).get("large_face") if isinstance(meta, dict) else None
+    if not isinstance(limit, dict) or not isinstance(limit.get("min_side"), int | float):
+        return None
+    return int(limit["min_side"]), str(limit.get("measured", ""))
+
+
+def face_side(face: FaceCrop) -> int:
+    """The face box's longer side, in the pixels the detectors were given."""
+    x0, y0, x1, y1 = face.box
+    return max(x1 - x0, y1 - y0)
+
+
 def _face_verdict(face: FaceCrop, scores: list[Score], *, band: float, disagreement: float | None = None,
-                  spread: float = 0.0, box: Box | None = None,
-                  members: dict[str, float] | None = None, compressed: bool = False) -> FaceVerdict:
+                  spread: float = 0.0, box: Box | None = None, members: dict[str, float] | None = None,
+                  compressed: bool = False, large_face: int | None = None) -> FaceVerdict:
     primary = scores[0]
+    large = large_face is not None and primary.is_fake and face.face_found and face_side(face) >= large_face
     reason = (uncertainty(scores, band=band, disagreement=disagreement, spread=spread) or input_reason(face)
-              or ("compressed" if compressed else ""))
+              or ("compressed" if compressed else "") or ("large_face" if large else ""))
     return FaceVerdict(
         box=face.box if box is None else box,
         face_found=face.face_found,

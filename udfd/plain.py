@@ -28,6 +28,7 @@ WHY_UNCERTAIN = {
     "noisy": "the photo is too grainy: noise looks like manipulation to the detectors",
     "compressed": "the photo is too heavily compressed (JPEG or WebP): compression artefacts look like manipulation "
                   "to the detectors",
+    "large_face": "the face is large and sharp: the detector calls most real high-resolution portraits fake too",
 }
 
 

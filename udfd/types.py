@@ -119,7 +119,9 @@ class FaceVerdict:
     # test-time-augmented scores), "disagreement" (detectors call it differently), "no_face" (no face found: the
     # whole image or frame was scored), "small_face" (a crop too small to judge), "noisy" (a grainy crop: sensor
     # noise the detectors mistake for manipulation), "compressed" (a JPEG at or below udfd.jpeg.COMPRESSED_QUALITY,
-    # or a lossy WebP at or below udfd.webp.COMPRESSED_WEBP_QUALITY: compression rewrites the texture they read); "" when certain.
+    # or a lossy WebP at or below udfd.webp.COMPRESSED_WEBP_QUALITY: compression rewrites the texture they read),
+    # "large_face" (called fake at a face size the detector's config says its fake verdicts do not hold for:
+    # udfd.pipeline.large_face_limit); "" when certain.
     uncertain_reason: str = ""
     # For an ensemble deciding: each member's own calibrated fake_prob for this face (shown beside its verdict).
     members: dict[str, float] = field(default_factory=dict)
