@@ -1,8 +1,9 @@
 """How often the default detector calls a face fake, by the face's size: real and fake test faces per size band.
 
 Every face image of a split (default: `effnet_lite0`'s test split, the rows the default's members never trained on)
-goes through `analyze_image` with the default settings; the most-fake face's box side (in the analysed pixels) puts
-the image in a size band. Per band and source: how many real faces are called fake, how many fakes, which uncertain
+goes through `analyze_image` with the default settings; the most-fake face's box side puts the image in a size band
+(the verdict's box, in the file's pixels: the same as the analysed pixels the rule in `udfd.pipeline` measures for
+every dev file, all far under UDFD_WORK_SIDE). Per band and source: how many real faces are called fake, how many fakes, which uncertain
 reasons the verdicts carry, and the ROC-AUC of fakes against reals. Written as JSON.
 
     HF_HUB_OFFLINE=1 python benchmarks/large_faces.py
@@ -24,7 +25,7 @@ from udfd.pipeline import analyze_image
 
 log = logging.getLogger("benchmarks.large_faces")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-BANDS = (0, 150, 250, 300, 400, 10**6)  # box side in analysed pixels: [lo, hi)
+BANDS = (0, 150, 250, 300, 400, 10**6)  # box side in pixels: [lo, hi)
 
 
 def _band(side: int) -> str:
