@@ -30,20 +30,19 @@ SCREENSHOT_GAMMA = 1.1
 
 
 def jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
-    if not 1 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return _lossy_round_trip(pixels, quality, ".jpg", cv2.IMWRITE_JPEG_QUALITY, "JPEG")
 
 
 def webp(pixels: np.ndarray, quality: int) -> np.ndarray:
+    return _lossy_round_trip(pixels, quality, ".webp", cv2.IMWRITE_WEBP_QUALITY, "WebP")
+
+
+def _lossy_round_trip(pixels: np.ndarray, quality: int, ext: str, flag: int, codec: str) -> np.ndarray:
     if not 1 <= quality <= 100:
-        raise ValueError(f"WebP quality must be in 1..100, got {quality}")
-    ok, buf = cv2.imencode(".webp", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
+        raise ValueError(f"{codec} quality must be in 1..100, got {quality}")
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [flag, int(quality)])
     if not ok:
-        raise ValueError("WebP encoding failed")
+        raise ValueError(f"{codec} encoding failed")
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
