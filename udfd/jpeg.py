@@ -8,9 +8,9 @@ effnet_lite0's test faces made ensemble 1.4 call 12.7 % of the real photos fake,
 75 nearly reproduces: on the sources saved at 90-95 verdicts change on 5-7 % of faces at every quality from 70 to 85
 (`benchmarks/results/robustness_q90_sources.json`), so there the limit is a convention, not a cliff. No file of the
 dev data is below quality 75 (the estimate below, on all 8,748 faces), so a face from a JPEG at or below
-`COMPRESSED_QUALITY` is "cannot tell" (uncertain reason "compressed"), whatever its score. A file saved losslessly after a JPEG (a PNG, a screenshot at 100 %) has no tables
-but keeps the JPEG's 8×8 block grid: `pixel_jpeg_quality` reads that JPEG's quality from the pixels
-(`benchmarks/jpeg_history.py` measures it on the dev data).
+`COMPRESSED_QUALITY` is "cannot tell" (uncertain reason "compressed"), whatever its score. A file saved losslessly
+after a JPEG (a PNG, a screenshot at 100 %) has no tables but keeps the JPEG's 8×8 block grid: `pixel_jpeg_quality`
+reads that JPEG's quality from the pixels (`benchmarks/jpeg_history.py` measures it on the dev data).
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ Why a limit, and why this one: re-encoded as lossy WebP in memory (`udfd evaluat
 models/udfd-effnet-lite0/split.json --limit 300 --seed 1 --detector ensemble --perturb webp30,...`;
 `benchmarks/results/robustness_webp.json` and `robustness_webp_seed2.json`, two draws of 300 real and 300 fake
 test faces), the default's verdict changes on 14 % of faces at quality 30, 11-12 % at 50, 8-9 % from 70 to 85,
-6 % at 90, 4-5 % at 95 and 100; as a JPEG at quality 70 (`udfd.jpeg.COMPRESSED_QUALITY`, the JPEG limit) on 6 %
-in both draws, at 75 on 3 %. Unlike JPEG, WebP moves verdicts both ways (real to fake 3-6 % at every quality,
-fake to real 12 % at quality 30 and 1-2 % at 95), and the AUC hardly moves (-0.003 to -0.026). So a lossy WebP at
+6 % at 90, 3.7-4.7 % at 95 and 100; as a JPEG at quality 70 (`udfd.jpeg.COMPRESSED_QUALITY`, the JPEG limit) on
+6 % in both draws, at 75 on 3 %. A JPEG's changes are mostly reals newly called fake; a WebP's go both ways (real to
+fake 3-6 % at every quality, fake to real 12 % at quality 30 and 1-2 % at 95), and the AUC hardly moves (-0.003 to
+-0.026). So a lossy WebP at
 or below `COMPRESSED_WEBP_QUALITY`, where more verdicts change than at the JPEG limit, is "cannot tell".
 """
 
