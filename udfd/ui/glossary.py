@@ -14,8 +14,9 @@ _LOSO = ("Leave one source out: each source of fakes (a generator or a data set)
 _AUC = ("AUC: how well a detector tells fakes from real faces, from 0 to 1 (the chance that it gives a fake a "
         "higher fake probability than a real face). 0.5 is a coin toss, 1 is perfect, below 0.5 is mostly wrong.")
 _UNCERTAIN = ("The app does not decide this face: its fake probability is too close to the detector's threshold "
-              "(within the uncertain band), no face or only a tiny one was found, or the detectors disagree "
-              "strongly. The Verdict JSON says which (uncertain_reason).")
+              "(within the uncertain band), no face or only a tiny one was found, the detectors disagree "
+              "strongly, the photo is grainy or heavily compressed, or a large face was called fake where the "
+              "detector is known to call real portraits fake too. The Verdict JSON says which (uncertain_reason).")
 
 GLOSSARY: dict[str, str] = {
     "fake probability": ("The detector's estimate, from 0 to 1, that the face was manipulated or made by a "
