@@ -22,11 +22,11 @@ import io
 import json
 import logging
 import os
-import random
 import time
 from pathlib import Path
 
 import numpy as np
+from dev_sample import per_source_sample  # benchmarks/, beside this script
 from PIL import Image
 from tqdm import tqdm
 
@@ -63,11 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "benchmarks" / "results" / "jpeg_history.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rng = random.Random(args.seed)
-    files = []
-    for folder in sorted(d for d in args.data.glob("*/*") if d.is_dir()):
-        jpegs = sorted(folder.glob("*.jpg"))
-        files += rng.sample(jpegs, min(args.per_source, len(jpegs)))
+    files = per_source_sample(args.data, args.per_source, seed=args.seed, suffixes=(".jpg",))
     rows: dict[str, list[float]] = {}
     file_false: list[dict[str, object]] = []
     file_err: list[float] = []

@@ -15,11 +15,11 @@ import io
 import json
 import logging
 import os
-import random
 import time
 from pathlib import Path
 
 import numpy as np
+from dev_sample import per_source_sample  # benchmarks/, beside this script
 from PIL import Image, features
 from tqdm import tqdm
 
@@ -44,11 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "benchmarks" / "results" / "webp_quality.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rng = random.Random(args.seed)
-    files = []
-    for folder in sorted(d for d in args.data.glob("*/*") if d.is_dir()):
-        images = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".jpg", ".png"))
-        files += rng.sample(images, min(args.per_source, len(images)))
+    files = per_source_sample(args.data, args.per_source, seed=args.seed, suffixes=(".jpg", ".png"))
     estimates: dict[int, list[float]] = {q: [] for q in QUALITIES}
     lossless_estimated = 0
     times: list[float] = []
