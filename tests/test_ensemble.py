@@ -251,6 +251,8 @@ def test_a_specialist_ensemble_is_judged_and_calibrated_on_its_folds_only(tmp_pa
     assert "dfdc, lfw_faceswap only" in meta["display"]["summary"]
     card = (out / "README.md").read_text()
     assert "A specialist: only the folds dfdc, lfw_faceswap" in card and "| stylegan (not judged) |" in card
+    table = card[card.index("| fold |"):card.index("| stylegan (not judged) |")]
+    assert "| **pooled** |" in table and "\n\n" not in table  # one Markdown table: mean, pooled, not-judged rows
     assert card.index("## What it is for\n\nFace-swap videos.") < card.index("## Limits")
     assert set(special["loso_not_judged"]["swapper"]) == {f.name for f in LOSO_FOLDS} - swap
     with pytest.raises(SystemExit, match="unknown fold"):

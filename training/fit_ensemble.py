@@ -369,11 +369,12 @@ def card(report: dict[str, Any], *, name: str, version: str, extra: str = "") ->
     lines.append("| **mean** | " + " | ".join(_f(report["loso_mean"][c]) for c in cols) + " |")
     if report.get("loso_pooled"):
         lines.append("| **pooled** | " + " | ".join(_f(report["loso_pooled"].get(c)) for c in cols) + " |")
-        lines += ["", "*pooled*: every fold's held-out rows together, each scored by its own fold's model, so one "
-                  "threshold has to fit every held-out source."]
     other = report.get("loso_not_judged") or {}
     for f in sorted({f for col in other.values() for f in col}):
         lines.append(f"| {f} (not judged) | " + " | ".join(_f(other.get(c, {}).get(f)) for c in cols) + " |")
+    if report.get("loso_pooled"):  # after the table: a line inside it would end it
+        lines += ["", "*pooled*: every fold's held-out rows together, each scored by its own fold's model, so one "
+                  "threshold has to fit every held-out source."]
     lines += ["", f"In-distribution test AUC: ensemble {_f(report['in_dist_test_auc'])}; members "
               + ", ".join(f"{m} {_f(v)}" for m, v in report["in_dist_member_test_auc"].items()) + ".", "",
               *_fairness_lines(report),
