@@ -142,6 +142,27 @@ def test_fit_ensemble_writes_an_lse_checkpoint_and_refuses_bad_terms(tmp_path: P
     assert json.loads(json.dumps(meta))  # plain JSON, no pickle
 
 
+def test_fit_ensemble_writes_each_folds_held_out_scores_for_a_paired_gain(tmp_path: Path) -> None:
+    """--heldout-scores: the chosen rule's held-out scores as a member's score files, whose AUC per fold is the
+    report's LOSO column (what training/loso_gain.py compares)."""
+    from training.fit_ensemble import main as fit
+    from training.fit_ensemble import read_scores
+
+    d, y = _rows(n=400, seed=6)
+    for j, name in enumerate(("ka", "kb", "noise")):
+        _scores(tmp_path / "s", name, j, d, y)
+    common = [arg for j, name in enumerate(("ka", "kb", "noise")) for arg in ("--member", f"{name}=cnn")]
+    out = tmp_path / "s" / "ens"
+    report = fit([*common, "--scores", str(tmp_path / "s"), "--rule", "lse", "--term", "ka", "--term", "kb+noise",
+                  "--heldout-scores", str(out)])
+    assert sorted(p.name for p in out.glob("*.csv")) == ["loso_a.csv", "loso_b.csv"]
+    for fold in ("a", "b"):
+        rows = read_scores(out / f"loso_{fold}.csv")
+        assert {r["split"] for r in rows} == {"heldout"} and len(rows) == 200
+        got = auc(np.array([r["label"] for r in rows]), np.array([r["fake_prob"] for r in rows]))
+        assert got == pytest.approx(report["loso"]["ensemble:lse"][fold], abs=1e-4)
+
+
 def test_a_kinds_view_reads_the_kinds_a_fold_has_heads_for() -> None:
     from training.kinds import KindsFit
     from training.loso_frozen import present_kinds

@@ -27,13 +27,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from any folder
 
-from udfd.evaluation.loso import FOLDS, Fold  # noqa: E402
+from udfd.evaluation.loso import FOLDS, Fold, ScoreRow, write_scores  # noqa: E402
 from udfd.evaluation.metrics import best_youden_threshold, binary_metrics, fit_temperature  # noqa: E402
 from udfd.evaluation.stacking import (  # noqa: E402
     FoldData,
     auc,
     fit_lse,
     fit_stack,
+    heldout_scores,
     log_odds,
     loso_pooled,
     loso_table,
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--name", default="ensemble")
     p.add_argument("--version", default="1.0")
     p.add_argument("--report", type=Path, help="write the LOSO table JSON here")
+    p.add_argument("--heldout-scores", type=Path,
+                   help="write the chosen rule's score of every fold's held-out rows here, as a member's score files "
+                        "(loso_<fold>.csv), for `training/loso_gain.py`")
     p.add_argument("--max-fpr-gap", type=float, help="with --data and --rule auto: the best-LOSO rule whose largest "
                    "per-ethnicity FPR gap on the in-dist test reals is at most this")
     p.add_argument("--data", type=Path, help="the data root: adds per-ethnicity FPR of the in-dist test reals "
@@ -137,11 +141,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not fold_names:
         raise SystemExit("no loso_<fold>.csv score files: nothing to judge the ensemble by")
 
-    every_fold = []
+    every_fold, held_meta = [], {}
     for fold in fold_names:
         held = [rows_for(files[m], fold, "heldout") for m in score_names]
         val = [rows_for(files[m], fold, "val") for m in score_names]
-        d_h, y_h, _ = matrix(held)
+        d_h, y_h, held_meta[fold.removeprefix("loso_")] = matrix(held)
         d_v, y_v, _ = matrix(val)
         log.info("fold %s: %d held-out rows, %d validation rows in common", fold, len(y_h), len(y_v))
         if len(y_h) == 0:
@@ -200,6 +204,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(json.dumps(report, indent=1))
     if args.report:
         args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    if args.heldout_scores:
+        scored = heldout_scores(folds, score_names, rules=(rule,), terms=terms)[f"ensemble:{rule}"]
+        for f, s in zip(folds, scored, strict=True):
+            # sigmoid(score / 8): the ranking (all an AUC reads), kept off 0 and 1 so six decimals do not tie
+            rows = [ScoreRow(r["path"], int(r["label"]), r["source"], "heldout", float(1 / (1 + np.exp(-v / 8))))
+                    for r, v in zip(held_meta[f.name], s, strict=True)]
+            write_scores(args.heldout_scores / f"loso_{f.name}.csv", rows)
     if args.output:
         extra = args.card_extra.read_text(encoding="utf-8") if args.card_extra else ""
         write_checkpoint(args.output, report, name=args.name, version=args.version, extra=extra)

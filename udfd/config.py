@@ -43,6 +43,9 @@ DEFAULT_MODELS: dict[str, str] = {
     "mesoinception_f2f": f"local-dir:{EMBEDDED_MODELS / 'udfd-mesoinception-f2f'}",
     # Self-blended images (training/sbi.py, `--sbi only`): a face-swap specialist, below chance on GANs (its card).
     "sbi_lite0": f"local-dir:{EMBEDDED_MODELS / 'udfd-sbi-lite0'}",
+    # Native-resolution spectrum statistics under per-kind logistic heads (no network; udfd.spectrum); an ensemble
+    # member, weak alone (its card).
+    "spectrum": f"local-dir:{EMBEDDED_MODELS / 'udfd-spectrum'}",
     # The face-swap specialist ensemble (sbi_lite0 + effnet_lite0, fitted and judged on the DFDC and LFW-swap folds).
     "ensemble_swap": f"local-dir:{EMBEDDED_MODELS / 'udfd-ensemble-swap'}",
 }

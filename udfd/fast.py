@@ -136,7 +136,9 @@ def accelerate(det: Detector, mode: str, *, example: torch.Tensor | None = None,
         fast.logits = torch.compile(base_logits)
     elif mode == "channels_last":
         net.to(memory_format=torch.channels_last)
-        fast.logits = lambda batch: base_logits(batch.contiguous(memory_format=torch.channels_last))
+        # (a detector whose batch is not an image batch, e.g. `spectrum`'s statistics, runs as it is)
+        fast.logits = lambda batch: base_logits(
+            batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch)
     elif mode in ("onnx", "onnx_int8"):
         if example is None:
             example = det.preprocess([np.zeros((64, 64, 3), np.uint8)])

@@ -135,6 +135,7 @@ BUILTIN_FAMILY_MODULES: tuple[str, ...] = (
     "udfd.detectors.clip",
     "udfd.detectors.ensemble",
     "udfd.detectors.mesonet",
+    "udfd.detectors.spectrum",
 )
 
 

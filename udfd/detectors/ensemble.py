@@ -59,11 +59,25 @@ class _EnsembleNet(nn.Module):
 
     def member_log_odds(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, K) calibrated log-odds of "fake", one column per member. Members that are views of one kinds
-        network (`score_source`) share its pass: the network runs once per batch, each view reads its kinds."""
+        network (`score_source`) share its pass: the network runs once per batch, each view reads its kinds.
+        A member with `native_features` reads its statistics from the batch's side plane (`with_side_plane`)."""
         cols = []
         shared: dict[tuple[int, int, tuple[float, ...], tuple[float, ...]], torch.Tensor] = {}
+        pixels, side = split_side_plane(batch)
+        offset = 0
         for m in self.members:
-            x = batch
+            if hasattr(m, "native_features"):
+                width = int(m.native_width)
+                if side is None or side.shape[1] < offset + width:
+                    raise ModelUnavailableError(
+                        f"ensemble member {m.name} reads native-resolution statistics: score faces through the "
+                        "ensemble's own preprocess (its side plane carries them)")
+                logits = m.logits(side[:, offset:offset + width]).float()
+                offset += width
+                fi = int(m.fake_index)
+                cols.append((logits[:, fi] - logits[:, 1 - fi]) / float(m.temperature))
+                continue
+            x = pixels
             if x.shape[-1] != m.image_size or x.shape[-2] != m.image_size:
                 x = F.interpolate(x, size=(m.image_size, m.image_size), mode="bilinear", align_corners=False,
                                   antialias=True)
@@ -92,6 +106,27 @@ class _EnsembleNet(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.combine(self.member_log_odds(batch))
+
+
+def with_side_plane(pixels: torch.Tensor, stats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B, 3, S, S) pixels + each native member's (B, n) statistics -> (B, 4, S, S): the statistics, concatenated,
+    fill the first positions of a fourth plane (row-major), the rest is 0. Resizing to S erases what those members
+    read, so they are computed from the crops as given and travel with the pixels in one tensor (one batch for
+    every consumer: moving to a device, Grad-CAM, the members' pass)."""
+    flat = torch.cat([s.float() for s in stats], dim=1)
+    b, _, h, w = pixels.shape
+    if flat.shape[0] != b or flat.shape[1] > h * w:
+        raise ValueError(f"{flat.shape[1]} statistics for {flat.shape[0]} faces do not fit a {b} x {h} x {w} plane")
+    plane = torch.zeros((b, 1, h, w), dtype=pixels.dtype)
+    plane.view(b, -1)[:, :flat.shape[1]] = flat.to(pixels.dtype)
+    return torch.cat([pixels, plane], dim=1)
+
+
+def split_side_plane(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(pixels, flattened side plane or None) of an ensemble batch."""
+    if batch.shape[1] == 3:
+        return batch, None
+    return batch[:, :3], batch[:, 3].flatten(1)
 
 
 def kinds_member(det: Any, kinds: Sequence[str]) -> Any:
@@ -124,8 +159,13 @@ class EnsembleDetector:
         self.meta = dict(meta or {})
         self.name = name or self.family
         self.version = version
-        # the faces are resized once, to the largest member's size, as that member was trained to see them
-        largest = max(members, key=lambda m: int(m.image_size))
+        # the faces are resized once, to the largest member's size, as that member was trained to see them;
+        # members with `native_features` read the crops as given instead (the batch's side plane)
+        self.native = [m for m in members if hasattr(m, "native_features")]
+        pixel_members = [m for m in members if not hasattr(m, "native_features")]
+        if not pixel_members:
+            raise ModelUnavailableError("an ensemble needs at least one member that reads pixels")
+        largest = max(pixel_members, key=lambda m: int(m.image_size))
         self.image_size = int(largest.image_size)
         self.resize_mode = str(getattr(largest, "resize_mode", "auto"))
         self.threshold = float(self.meta.get("threshold", 0.5))
@@ -197,7 +237,10 @@ class EnsembleDetector:
 
     # -- compute ------------------------------------------------------------------------------------
     def preprocess(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
-        return resize_batch(faces, self.image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), self.resize_mode)
+        pixels = resize_batch(faces, self.image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), self.resize_mode)
+        if not self.native:
+            return pixels
+        return with_side_plane(pixels, [m.native_features(faces) for m in self.native])
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         return self.net(batch)
@@ -230,16 +273,20 @@ class EnsembleDetector:
         return [dict(zip(self.member_names, (round(float(p), 6) for p in row), strict=True)) for row in probs]
 
     def features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        first = self.members[0]
-        x = F.interpolate(batch, size=(first.image_size, first.image_size), mode="bilinear", align_corners=False,
-                          antialias=True) if batch.shape[-1] != first.image_size else batch
+        first = self._first_pixel_member()
+        pixels, _ = split_side_plane(batch)
+        x = F.interpolate(pixels, size=(first.image_size, first.image_size), mode="bilinear", align_corners=False,
+                          antialias=True) if pixels.shape[-1] != first.image_size else pixels
         mean = torch.tensor(first.mean).view(1, 3, 1, 1)
         std = torch.tensor(first.std).view(1, 3, 1, 1)
         low, high = first.features((x - mean) / std)
         return low, torch.cat([high, self.member_log_odds(batch)], dim=1)
 
+    def _first_pixel_member(self) -> Any:
+        return next(m for m in self.members if not hasattr(m, "native_features"))
+
     def explain_target(self) -> ExplainTarget | None:
-        inner = self.members[0].explain_target()
+        inner = self._first_pixel_member().explain_target()
         if inner is None:
             return None
         # Gradients need the members' eager networks (a member may be served by its fast copy, udfd.fast).
@@ -248,7 +295,7 @@ class EnsembleDetector:
             _EnsembleNet(eager, self._stack_dict()).eval()
         return ExplainTarget(model=net, layers=inner.layers, reshape_transform=inner.reshape_transform,
                              fake_index=1, methods=tuple(m for m in inner.methods if m != "fullgrad") or ("gradcam",),
-                             note=f"Grad-CAM of the ensemble's score on {self.members[0].name}'s layers")
+                             note=f"Grad-CAM of the ensemble's score on {self._first_pixel_member().name}'s layers")
 
     def module(self) -> torch.nn.Module:
         return self.net
