@@ -19,6 +19,7 @@ import app
 from tests.conftest import serve  # noqa: E402
 from udfd.config import Settings
 from udfd.detectors import families
+from udfd.explain import explain_methods
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +92,9 @@ def test_compare_lists_every_available_detector(client, picture: Path) -> None:
                   if cls.modality == "video"}
     assert verdict["unavailable"] == UNAVAILABLE | video_only and "`vit_hub`" in summary
     assert set(verdict["faces"][0]["scores"]) == set(names) and verdict["kind"] == "image"
-    assert [item["caption"].split(":")[0] for item in gallery] == names
+    explained = [n for n in names if explain_methods(families()[n].create(families()[n].tiny_arch))]
+    assert [item["caption"].split(":")[0] for item in gallery] == explained
+    assert all(f"`{n}`" in summary.split("No heat-map from", 1)[1] for n in set(names) - set(explained))
     assert bars is not None
 
 

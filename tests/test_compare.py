@@ -15,9 +15,10 @@ import app
 from udfd.compare import agreement, agreement_markdown, compare_rows
 from udfd.config import FaceSettings, Settings
 from udfd.detectors import families
+from udfd.explain import explain_methods
 from udfd.pipeline import compare_image
 from udfd.types import FaceVerdict, Overall, Verdict
-from udfd.ui.compare import comparison_bars, comparison_gallery, comparison_table
+from udfd.ui.compare import comparison_bars, comparison_gallery, comparison_table, no_heatmap_note
 
 
 def _verdict() -> Verdict:
@@ -89,10 +90,12 @@ def test_compare_image_runs_every_detector_on_every_face(tiny_detectors, tmp_pat
     settings = Settings(faces=FaceSettings(backend="haar"))
     comparison = compare_image(path, detectors=tiny_detectors, settings=settings, unavailable={"vit_hub": "not cached"})
     names = [d.name for d in tiny_detectors]
+    explained = [d.name for d in tiny_detectors if explain_methods(d)]  # spectrum reads no pixel map
+    assert len(explained) < len(names)
     n_faces = len(comparison.verdict.faces)
     assert [r.detector for r in comparison.rows] == names * n_faces
     assert {(h.detector, h.box) for h in comparison.heatmaps} == {
-        (n, f.box) for n in names for f in comparison.verdict.faces
+        (n, f.box) for n in explained for f in comparison.verdict.faces
     }
     d = json.loads(json.dumps(comparison.to_dict()))
     assert set(d["faces"][0]["scores"]) == set(names)
@@ -103,7 +106,8 @@ def test_compare_image_runs_every_detector_on_every_face(tiny_detectors, tmp_pat
     assert len(table["data"]) == len(names) * n_faces and len(table["headers"]) == len(table["data"][0])
     assert list(comparison_bars(comparison)["detector"]) == names * n_faces
     gallery = comparison_gallery(comparison, pixels)
-    assert [caption.split(":")[0] for _, caption in gallery] == names
+    assert [caption.split(":")[0] for _, caption in gallery] == explained
+    assert "`spectrum`" in no_heatmap_note({d.name: d for d in tiny_detectors}) and not no_heatmap_note({})
     assert all(img.shape == pixels.shape for img, _ in gallery)
     summary = agreement_markdown(comparison)
     assert "detectors say fake" in summary and "`vit_hub`: not cached" in summary

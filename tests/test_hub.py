@@ -109,7 +109,7 @@ def test_with_members_adds_the_members_an_embedded_ensemble_loads_by_name(tmp_pa
 
     models = Settings().models
     # The app's default set: the image ensemble and the video specialist load these members by short name.
-    assert with_members({"ensemble"}, models) == {"ensemble", "sbi_lite0", "effnet_lite0_kinds"}
+    assert with_members({"ensemble"}, models) == {"ensemble", "sbi_lite0", "effnet_lite0_kinds", "spectrum"}
     assert with_members({"ensemble_swap", "mesonet4_df"}, models) == {"ensemble_swap", "sbi_lite0",
                                                                      "effnet_lite0_kinds", "mesonet4_df"}
     # Nested ensembles too; a Hub reference or a missing folder adds nothing (not fetched, nothing to read).
@@ -118,4 +118,4 @@ def test_with_members_adds_the_members_an_embedded_ensemble_loads_by_name(tmp_pa
     (outer / "config.json").write_text('{"udfd": {"family": "ensemble", "members": [{"name": "ensemble"}]}}')
     more = {**models, "outer": f"local-dir:{outer}", "hub": "hf-hub:org/repo", "gone": "local-dir:/nonexistent"}
     assert with_members({"outer", "hub", "gone"}, more) == {"outer", "ensemble", "sbi_lite0", "effnet_lite0_kinds",
-                                                            "hub", "gone"}
+                                                            "spectrum", "hub", "gone"}

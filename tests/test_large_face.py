@@ -88,5 +88,7 @@ def test_the_default_image_detector_declares_the_measured_limit() -> None:
     over = [r for r in bench["rows"] if r["side"] >= side]
     reals = [r for r in over if not r["label"]]
     assert f"{sum(r['called_fake'] for r in reals)} of the {len(reals)} real faces of {side} px" in measured
-    assert all(r["called_fake"] for r in over if r["label"])  # every fake that large is called fake
+    fakes = [r for r in over if r["label"]]
+    assert f"{sum(r['called_fake'] for r in fakes)} of the {len(fakes)} fakes that large" in measured
+    assert np.mean([r["called_fake"] for r in fakes]) > 0.9  # nearly every fake that large is called fake
     assert np.mean([r["called_fake"] for r in reals]) > 0.5  # the reason for the limit: most large reals too

@@ -128,7 +128,7 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("family_word", ["vit", "cnn", "ocvae", "lip_lstm", "clip", "mobilenet_v2", "mesonet",
-                                         "timm", "ensemble"])
+                                         "timm", "ensemble", "spectrum"])
 def test_nothing_outside_detectors_branches_on_a_family(family_word: str) -> None:
     """No `family == "vit"`-style branch outside udfd/detectors/ (configuration names are fine)."""
     offenders = []

@@ -124,6 +124,15 @@ def comparison_gallery(comparison: Comparison, pixels: np.ndarray) -> list[tuple
     ]
 
 
+def no_heatmap_note(detectors: Mapping[str, Detector]) -> str:
+    """A line naming the detectors the gallery has no heat-map from (they declare no explanation method)."""
+    names = [n for n, d in detectors.items() if not explain_methods(d)]
+    if not names:
+        return ""
+    return ("\n\nNo heat-map from " + ", ".join(f"`{html.escape(n)}`" for n in names)
+            + ": it reads no pixel map it could point at (its model card says what it reads).")
+
+
 def build_compare_tab(
     *, available: Mapping[str, Detector], unavailable: Mapping[str, str], settings: Settings, read_upload: ReadUpload
 ) -> None:
@@ -174,7 +183,8 @@ def build_compare_tab(
         return (
             comparison_table(comparison),
             comparison_bars(comparison),
-            evidence_markdown(comparison.verdict.provenance) + "\n\n" + agreement_markdown(comparison),
+            evidence_markdown(comparison.verdict.provenance) + "\n\n" + agreement_markdown(comparison)
+            + (no_heatmap_note(available) if heatmaps else ""),
             comparison_gallery(comparison, image.pixels),
             comparison.to_dict(),
         )
