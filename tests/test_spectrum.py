@@ -55,3 +55,17 @@ def test_window_is_central_and_bounded():
 @pytest.mark.parametrize("side", [MIN_SIDE, 64, 127, 129])
 def test_any_side_from_the_minimum_is_finite(side):
     assert np.isfinite(spectrum_features(_noise(side))).all()
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_a_flat_crop_gives_finite_statistics(value):
+    """No texture at all (a blank or saturated upload): zero residual power stays finite, no division by zero."""
+    f = spectrum_features(np.full((200, 200, 3), value, dtype=np.uint8))
+    assert np.isfinite(f).all() and f[-1] == 0.0
+
+
+def test_odd_shapes_are_read_or_flagged():
+    """A non-square crop is read at its centre; a 2-D crop with one side under the minimum is flagged."""
+    assert np.isfinite(spectrum_features(_noise(300)[:, :90])).all()
+    assert spectrum_features(_noise(300)[:40])[-1] == 1.0
+    assert spectrum_features(np.zeros((200, 200, 3, 1), np.uint8))[-1] == 1.0
