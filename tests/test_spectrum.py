@@ -69,3 +69,17 @@ def test_odd_shapes_are_read_or_flagged():
     assert np.isfinite(spectrum_features(_noise(300)[:, :90])).all()
     assert spectrum_features(_noise(300)[:40])[-1] == 1.0
     assert spectrum_features(np.zeros((200, 200, 3, 1), np.uint8))[-1] == 1.0
+
+
+def test_grid_averages_adjacent_central_windows():
+    """grid=3 on a 400 px crop reads the central 3 x 3 windows of 128 px (rows and columns 8..391): a change at row
+    100 moves it, one in the 8 px border does not; grid=1 reads only the centre window, so row 100 does not move it."""
+    crop = _noise(400, seed=5)
+    border, inner = crop.copy(), crop.copy()
+    border[:8] = 0
+    inner[100:110] = 0
+    np.testing.assert_array_equal(spectrum_features(crop, grid=3), spectrum_features(border, grid=3))
+    assert not np.allclose(spectrum_features(crop, grid=3), spectrum_features(inner, grid=3))
+    np.testing.assert_array_equal(spectrum_features(crop, grid=1), spectrum_features(inner, grid=1))
+    small = _noise(200, seed=6)  # one window fits: every grid reads the same
+    np.testing.assert_array_equal(spectrum_features(small, grid=3), spectrum_features(small))

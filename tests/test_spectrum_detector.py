@@ -159,3 +159,17 @@ def test_a_fast_copys_kinds_view_reads_those_kinds_only(mode: str) -> None:
     torch.testing.assert_close(fast.logits(x), det.logits(x), atol=1e-4, rtol=1e-4)
     view = fast.with_kinds(["gan"])
     torch.testing.assert_close(view.logits(x), det.with_kinds(["gan"]).logits(x), atol=1e-5, rtol=1e-5)
+
+
+def test_the_checkpoint_reads_the_grid_it_was_fitted_with(tmp_path) -> None:
+    """arch.grid travels with the checkpoint: a grid-3 detector reads 3 x 3 windows after a save and load; a config
+    without the key (1.0) reads the central window alone."""
+    det = SpectrumDetector.create({"fake_kinds": ["gan"], "grid": 3})
+    det.save_pretrained(tmp_path, fp16=False)
+    back = SpectrumDetector.from_pretrained(tmp_path, json.loads((tmp_path / "config.json").read_text()))
+    crop = _noise(420, seed=9)
+    np.testing.assert_array_equal(back.preprocess([crop])[0].numpy(), spectrum_features(crop, grid=3))
+    old = json.loads((tmp_path / "config.json").read_text())
+    del old["udfd"]["arch"]["grid"]
+    one = SpectrumDetector.from_pretrained(tmp_path, old)
+    np.testing.assert_array_equal(one.preprocess([crop])[0].numpy(), spectrum_features(crop))

@@ -1,8 +1,8 @@
 """Native-resolution spectrum statistics (`udfd.spectrum`) under the kinds heads, on every LOSO fold and on a
 within-GAN split: measured against the frozen Lite0 statistics, which see only a 160 px resize of each face.
 
-    python training/loso_spectrum.py --data ../shared/data/faces --out benchmarks/results/loso_spectrum.json \
-        --save models/udfd-spectrum --version 1.0
+    python training/loso_spectrum.py --data ../shared/data/faces --grid 3 --member spectrum_w3 \
+        --out benchmarks/results/loso_spectrum_grid3.json --save models/udfd-spectrum --version 1.1
 
 `--save` writes the in-distribution fit (seed 42's train split, every kind's head) as a `spectrum` checkpoint
 (`udfd.detectors.spectrum`): config.json, fp32 safetensors, split.json, eval_results.json and its card.
@@ -42,13 +42,14 @@ GAN_HELDOUT_FAKES = ("celebahq_gan_interfacegan", "tpdne_stylegan2")
 HQ_REALS = ("celebahq_real", "ffhq_real")
 
 
-def native_spectra(root: Path, samples: list, cache_dir: Path) -> np.ndarray:
+def native_spectra(root: Path, samples: list, cache_dir: Path, *, grid: int = 1) -> np.ndarray:
     """(N, N_FEATURES) spectrum statistics of each sample's first face crop at native resolution, cached."""
     from udfd.faces import detect_faces, get_face_detector
     from udfd.media import read_image
 
     faces = FaceSettings()
-    stamp = json.dumps([[s.path for s in samples], N_FEATURES, _tree_stamp(root, samples), "spectrum-v1"])
+    stamp = json.dumps([[s.path for s in samples], N_FEATURES, _tree_stamp(root, samples), "spectrum-v1",
+                        *([f"grid{grid}"] if grid != 1 else [])])
     path = cache_dir / f"spectrum-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.npy"
     if path.is_file():
         return np.load(path, allow_pickle=False)
@@ -56,7 +57,7 @@ def native_spectra(root: Path, samples: list, cache_dir: Path) -> np.ndarray:
     out = np.zeros((len(samples), N_FEATURES), dtype=np.float32)
     for i, s in enumerate(tqdm(samples, desc="spectra", unit="img")):
         image = read_image(root / s.path)
-        out[i] = spectrum_features(detect_faces(image.pixels, faces, detector=detector)[0].pixels)
+        out[i] = spectrum_features(detect_faces(image.pixels, faces, detector=detector)[0].pixels, grid=grid)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(path, out, allow_pickle=False)
     return out
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fake-kinds", type=Path, default=Path("training/configs/fake_kinds.json"))
     p.add_argument("--score-kinds", default="gan,diffusion")
     p.add_argument("--with-lite0", action="store_true")
+    p.add_argument("--grid", type=int, default=1,
+                   help="average the power spectrum over up to GRID x GRID central 128 px windows (1: the centre one)")
     p.add_argument("--member", default="spectrum")
     p.add_argument("--scores-dir", type=Path, default=Path("runs/scores"))
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = list_samples(root)
     y = np.array([s.label for s in samples])
     sources = [s.source for s in samples]
-    x = native_spectra(root, samples, args.cache_dir)
+    x = native_spectra(root, samples, args.cache_dir, grid=args.grid)
     if args.with_lite0:
         from training.loso_frozen import frozen_features
 
@@ -147,7 +150,7 @@ def save_checkpoint(out: Path, head, x: np.ndarray, y: np.ndarray, samples: list
     from udfd.detectors.spectrum import SpectrumDetector
     from udfd.evaluation.metrics import best_youden_threshold, fit_temperature, metrics_by_group
 
-    det = SpectrumDetector.create({"fake_kinds": list(head.kinds)})
+    det = SpectrumDetector.create({"fake_kinds": list(head.kinds), "grid": int(getattr(args, "grid", 1))})
     with torch.no_grad():
         det.net.linear.weight.copy_(torch.from_numpy(head.weight).float())
         det.net.linear.bias.copy_(torch.from_numpy(head.bias).float())
@@ -184,8 +187,8 @@ def write_card(out: Path, report: dict, args: argparse.Namespace) -> None:
                      if v is not None)
     loso = loso_card_section({f"spectrum[{'+'.join(report['score_kinds'])}]": summary_of(args.scores_dir,
                                                                                         args.member)},
-                             how=f"Made by `python training/loso_spectrum.py --data ../shared/data/faces --seed "
-                                 f"{args.seed}` (score files `{args.scores_dir}/{args.member}/`).")
+                             how=f"Made by `python training/loso_spectrum.py --data ../shared/data/faces --grid "
+                                 f"{args.grid} --seed {args.seed}` (score files `{args.scores_dir}/{args.member}/`).")
     text = f"""---
 license: other
 pipeline_tag: image-classification
@@ -198,8 +201,9 @@ tags:
 
 **What it reads.** The high-frequency spectrum of the face crop at the file's own resolution (`udfd.spectrum`,
 {config['arch']['n_features']} statistics: the shape and level of the azimuthal log-power profile of the 3x3
-high-pass residual of the crop's central 128 px, and the log power at the 2x-upsampling and JPEG-block frequencies
-against their ring). No network and no resize: every other UDFD detector sees the face at 160 px, which erases what
+high-pass residual, its power averaged over up to {config['arch']['grid']} x {config['arch']['grid']} adjacent
+central windows of 128 px (Welch's estimate; a face under 256 px has room for one), and the log power at the
+2x-upsampling and JPEG-block frequencies against their ring). No network and no resize: every other UDFD detector sees the face at 160 px, which erases what
 generator upsampling leaves in a 1024 px face.
 
 **How it was fitted.** One logistic head per kind of fake (`training/configs/fake_kinds.json`: face swap, GAN,
@@ -210,7 +214,7 @@ faces of `../shared/data/faces` (research-only sources, `SOURCES.md`), split by 
 (`split.json`).
 
 **Where it is used.** Not alone: its GAN and diffusion heads are averaged with those of `effnet_lite0_kinds` in the
-first term of the default `ensemble` (1.5; see that card). Alone it is a weak detector (in-distribution test AUC
+first term of the default `ensemble` (see that card). Alone it is a weak detector (in-distribution test AUC
 {ind['auc']:.3f}), below chance on the LFW-swap fold.
 
 ## Leave-one-source-out (its GAN and diffusion heads, as the ensemble reads them)
@@ -233,7 +237,7 @@ against a seeded half of the CelebA-HQ and FFHQ real groups; what the stylegan f
 - JPEG re-compression, resizing and sharpening change these statistics directly: a re-saved or rescaled GAN face
   loses most of what this reads. The app's compressed-file reasons (JPEG quality 70 or below, lossy WebP 85 or
   below) say "cannot tell" for the worst cases.
-- Crops under {48} px give zeros and a flag; the centre 128 px of a large crop is all that is read.
+- Crops under {48} px give zeros and a flag; of a large crop only the central windows are read.
 - Fitted on 17 dev sources; it learns their file styles as much as any generator's trace (see the LOSO table).
 """
     (out / "README.md").write_text(text, encoding="utf-8")

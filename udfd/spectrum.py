@@ -8,11 +8,14 @@ Pure numpy, no I/O. `spectrum_features(crop)` is a fixed-length float32 vector:
 - the log power at the checkerboard and quarter-period frequencies of 2x upsampling, and at the JPEG block
   frequencies, each relative to the median of its radial ring (a peak reads > 0).
 
-The window is the crop's central `WINDOW` px at native resolution (the whole crop when smaller); a crop under
-`MIN_SIDE` px gives zeros and its flag (the last feature) is 1.
+The window is the crop's central `WINDOW` px at native resolution (the whole crop when smaller), or with `grid` the
+power averaged over up to grid x grid adjacent central windows (Welch's estimate; `spectrum` 1.1 reads grid 3); a
+crop under `MIN_SIDE` px gives zeros and its flag (the last feature) is 1.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,41 +36,57 @@ def _gray(crop: np.ndarray) -> np.ndarray:
 
 
 def _highpass(gray: np.ndarray) -> np.ndarray:
-    """gray minus its 3x3 mean (edge-replicated): the residual where resampling traces live."""
-    p = np.pad(gray, 1, mode="edge")
-    h, w = gray.shape
-    box = sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
+    """gray minus its 3x3 mean (edge-replicated), per window of a (..., H, W) stack: the residual where resampling
+    traces live."""
+    p = np.pad(gray, [(0, 0)] * (gray.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+    h, w = gray.shape[-2:]
+    box = sum(p[..., dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
     return gray - box
 
 
-def spectrum_features(crop: np.ndarray) -> np.ndarray:
-    """(N_FEATURES,) float32 statistics of one RGB (or gray) uint8 crop at its native resolution."""
+def _origins(length: int, side: int, grid: int) -> list[int]:
+    """Start offsets of up to `grid` adjacent windows of `side` px, centred along an axis of `length` px."""
+    n = max(1, min(grid, length // side))
+    start = (length - n * side) // 2
+    return [start + k * side for k in range(n)]
+
+
+def spectrum_features(crop: np.ndarray, *, grid: int = 1) -> np.ndarray:
+    """(N_FEATURES,) float32 statistics of one RGB (or gray) uint8 crop at its native resolution.
+
+    `grid`: the power spectrum is averaged over up to grid x grid adjacent central windows of `WINDOW` px (Welch's
+    estimate: a large face gives a steadier spectrum); 1 reads the central window alone."""
     if crop.ndim not in (2, 3) or min(crop.shape[:2]) < MIN_SIDE:
         out = np.zeros(N_FEATURES, dtype=np.float32)
         out[-1] = 1.0
         return out
     h, w = crop.shape[:2]
     side = min(h, w, WINDOW)
-    y0, x0 = (h - side) // 2, (w - side) // 2
-    r = _highpass(_gray(crop[y0:y0 + side, x0:x0 + side]))
-    r = r - r.mean()
+    taper, bins, peaks = _layout(side)
+    tiles = [(y0, x0) for y0 in _origins(h, side, grid) for x0 in _origins(w, side, grid)]
+    r = _highpass(np.stack([_gray(crop[y0:y0 + side, x0:x0 + side]) for y0, x0 in tiles]))
+    r = (r - r.mean(axis=(-2, -1), keepdims=True)) * taper
+    power = (np.abs(np.fft.fft2(r)) ** 2).astype(np.float64).sum(axis=0)
+    logp = np.log10(power / len(tiles) + 1e-6)
+    profile = np.array([logp[idx].mean() if idx[0].size else 0.0 for idx in bins], dtype=np.float32)
+    level = float(profile.mean())
+    peak_values = [float(logp[iy, ix] - np.median(logp[ring])) for (iy, ix), ring in peaks]
+    return np.array([*(profile - level), level, *peak_values, 0.0], dtype=np.float32)
+
+
+@lru_cache(maxsize=8)
+def _layout(side: int) -> tuple[np.ndarray, tuple, tuple]:
+    """What depends on the window's side only, computed once per side: the Hann taper, each radial bin's indices,
+    and each peak's position with the indices of its ring."""
     hann = np.hanning(side).astype(np.float32)
-    power = np.abs(np.fft.fft2(r * np.outer(hann, hann))) ** 2
-    logp = np.log10(power + 1e-6)
     fy = np.fft.fftfreq(side)[:, None]
     fx = np.fft.fftfreq(side)[None, :]
     radius = np.sqrt(fy ** 2 + fx ** 2)
     inside = (radius > 0) & (radius <= 0.5)
     edges = np.linspace(0.0, 0.5, BINS + 1)
     which = np.clip(np.digitize(radius, edges) - 1, 0, BINS - 1)
-    profile = np.array([logp[inside & (which == b)].mean() if np.any(inside & (which == b)) else 0.0
-                        for b in range(BINS)], dtype=np.float32)
-    level = float(profile.mean())
-    peaks = []
+    bins = tuple(np.nonzero(inside & (which == b)) for b in range(BINS))
     ring_w = 1.5 / side
-    for py, px in PEAKS:
-        iy, ix = int(round(py * side)) % side, int(round(px * side)) % side
-        rr = float(np.hypot(py, px))
-        ring = np.abs(radius - rr) <= ring_w
-        peaks.append(float(logp[iy, ix] - np.median(logp[ring])))
-    return np.array([*(profile - level), level, *peaks, 0.0], dtype=np.float32)
+    peaks = tuple(((int(round(py * side)) % side, int(round(px * side)) % side),
+                   np.nonzero(np.abs(radius - float(np.hypot(py, px))) <= ring_w)) for py, px in PEAKS)
+    return np.outer(hann, hann), bins, peaks

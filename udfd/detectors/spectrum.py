@@ -29,8 +29,9 @@ FEATURES = "udfd.spectrum v1"  # what `arch.features` must say: the statistics t
 class SpectrumDetector(TorchClassifier):
     family: ClassVar[str] = "spectrum"
     # image_size 0: no resized input (an ensemble resizes for its other members only)
+    # grid: the power spectrum averaged over up to grid x grid central windows (`udfd.spectrum.spectrum_features`)
     default_arch: ClassVar[dict[str, Any]] = {"features": FEATURES, "n_features": N_FEATURES, "image_size": 0,
-                                              "fake_kinds": ["gan", "diffusion"]}
+                                              "fake_kinds": ["gan", "diffusion"], "grid": 1}
     tiny_arch: ClassVar[dict[str, Any]] = {"fake_kinds": ["gan"]}
 
     def __init__(self, net: torch.nn.Module, **kw: Any) -> None:
@@ -52,7 +53,8 @@ class SpectrumDetector(TorchClassifier):
 
     def native_features(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
         """(B, N_FEATURES) statistics of RGB uint8 crops at their own resolution (pure)."""
-        return torch.from_numpy(np.stack([spectrum_features(f) for f in faces])) if len(faces) else \
+        grid = int(self.arch.get("grid", 1))
+        return torch.from_numpy(np.stack([spectrum_features(f, grid=grid) for f in faces])) if len(faces) else \
             torch.zeros((0, N_FEATURES))
 
     def preprocess(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
