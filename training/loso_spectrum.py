@@ -183,12 +183,16 @@ def write_card(out: Path, report: dict, args: argparse.Namespace) -> None:
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))["udfd"]
     ind = report["runs"]["in_dist"]
     gan = report["runs"]["gan_heldout"]
+    summary = report["loso"]
+    folds = summary["folds"]
+    weakest = min(folds, key=lambda k: folds[k]["roc_auc"])
     rows = "\n".join(f"| {k.removesuffix(' vs all real')} | {v:.3f} |" for k, v in sorted(ind["by_fake_source"].items())
                      if v is not None)
     loso = loso_card_section({f"spectrum[{'+'.join(report['score_kinds'])}]": summary_of(args.scores_dir,
                                                                                         args.member)},
                              how=f"Made by `python training/loso_spectrum.py --data ../shared/data/faces --grid "
-                                 f"{args.grid} --seed {args.seed}` (score files `{args.scores_dir}/{args.member}/`).")
+                                 f"{args.grid} --seed {args.seed} --member {args.member}` (score files "
+                                 f"`{args.scores_dir}/{args.member}/`).")
     text = f"""---
 license: other
 pipeline_tag: image-classification
@@ -214,8 +218,8 @@ faces of `../shared/data/faces` (research-only sources, `SOURCES.md`), split by 
 (`split.json`).
 
 **Where it is used.** Not alone: its GAN and diffusion heads are averaged with those of `effnet_lite0_kinds` in the
-first term of the default `ensemble` (see that card). Alone it is a weak detector (in-distribution test AUC
-{ind['auc']:.3f}), below chance on the LFW-swap fold.
+first term of the default `ensemble` (see that card). Alone: in-distribution test AUC {ind['auc']:.3f}, LOSO mean
+{summary['mean_auc']:.3f} with its GAN and diffusion heads, weakest on {weakest} ({folds[weakest]['roc_auc']:.3f}).
 
 ## Leave-one-source-out (its GAN and diffusion heads, as the ensemble reads them)
 
