@@ -16,10 +16,10 @@ from training.data import Sample
 from training.kinds import fit_kinds
 from training.loso_gain import bootstrap_gain, paired_rows
 from training.loso_gain import main as gain_main
-from training.loso_spectrum import GAN_HELDOUT_FAKES, HQ_REALS, gan_heldout_split, save_checkpoint
+from training.loso_spectrum import GAN_HELDOUT_FAKES, HQ_REALS, augmentation, gan_heldout_split, save_checkpoint
 from udfd.detectors.spectrum import SpectrumDetector
 from udfd.hub import read_config
-from udfd.spectrum import N_FEATURES
+from udfd.spectrum import FEATURE_SETS, V1, V2
 
 
 def _samples() -> list[Sample]:
@@ -46,21 +46,25 @@ def test_the_gan_split_holds_out_its_generators_and_half_the_portrait_groups() -
     assert all(samples[i].source in HQ_REALS for i in held if samples[i].label == 0)
 
 
-def test_the_saved_checkpoint_scores_what_the_fit_scored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("features", [None, V1, V2])
+def test_the_saved_checkpoint_scores_what_the_fit_scored(tmp_path: Path, features: str | None) -> None:
+    """None: a namespace from before --features (the spectrum 1.1 command) saves the v1 statistics."""
     rng = np.random.default_rng(0)
     samples = _samples()
     y = np.array([s.label for s in samples])
-    x = rng.normal(size=(len(samples), N_FEATURES)).astype(np.float32)
+    x = rng.normal(size=(len(samples), FEATURE_SETS[features or V1])).astype(np.float32)
     x[y == 1, 3] += 2.0
     kinds = np.array(["" if s.label == 0 else "gan" for s in samples], dtype=object)
     idx = np.arange(len(samples))
     split = {"train": list(idx[::3]) + list(idx[1::3]), "val": list(idx[2::3]), "test": list(idx[2::3])}
     head = fit_kinds(x, y, kinds, split["train"], split["val"], min_fakes=5)
     (tmp_path / "kinds.json").write_text('{"gan": ["tpdne_stylegan2", "generated_photos"]}')
-    args = argparse.Namespace(fake_kinds=tmp_path / "kinds.json", version="t", seed=0)
+    args = argparse.Namespace(fake_kinds=tmp_path / "kinds.json", version="t", seed=0,
+                              **({"features": features} if features else {}))
     out = tmp_path / "model"
     save_checkpoint(out, head, x, y, samples, split, args)
     det = SpectrumDetector.from_pretrained(out, read_config(out))
+    assert det.arch["features"] == (features or V1) and det.native_width == x.shape[1]
     logits = det.logits(torch.from_numpy(x[:8]))
     np.testing.assert_allclose((logits[:, 1] - logits[:, 0]).detach().numpy(), head.logit(x[:8]), atol=1e-5)
     assert (out / "split.json").is_file() and (out / "eval_results.json").is_file()
@@ -100,3 +104,17 @@ def test_no_shared_fold_is_a_clear_error(tmp_path: Path) -> None:
     _score_file(tmp_path / "b" / "loso_stylegan.csv", y, y * 0.5 + 0.2)
     with pytest.raises(SystemExit, match="share no"):
         gain_main(["--scores", str(tmp_path), "--a", "a", "--b", "b"])
+
+
+def test_training_degradations_are_seeded_keep_the_size_and_avoid_the_robustness_suite() -> None:
+    """--augment's copies: the same image and seed give the same degradation, never one the suite tests."""
+    from udfd import perturb
+
+    rng = np.random.default_rng(3)
+    image = (rng.random((120, 100, 3)) * 255).astype(np.uint8)
+    suite = [p.apply(image) for p in perturb.parse_perturbations("blur1,resize0.5,jpeg50,jpeg75")]
+    outs = [augmentation(i, 42)(image) for i in range(30)]
+    assert all(o.shape == image.shape and o.dtype == np.uint8 for o in outs)
+    np.testing.assert_array_equal(augmentation(7, 42)(image), outs[7])
+    assert not any(np.array_equal(o, s) for o in outs for s in suite)
+    assert any(not np.array_equal(a, b) for a, b in zip(outs, outs[1:], strict=False))

@@ -3,7 +3,19 @@
 import numpy as np
 import pytest
 
-from udfd.spectrum import BINS, MIN_SIDE, N_FEATURES, PEAKS, spectrum_features
+from udfd.spectrum import (
+    BINS,
+    FEATURE_SETS,
+    MIN_SIDE,
+    N_FEATURES,
+    N_RESIDUAL,
+    PEAKS,
+    V1,
+    V2,
+    native_statistics,
+    residual_features,
+    spectrum_features,
+)
 
 LEVEL = BINS  # index of the profile's level; the peaks follow it
 NYQUIST_X = BINS + 1 + PEAKS.index((0.0, 0.5))
@@ -83,3 +95,74 @@ def test_grid_averages_adjacent_central_windows():
     np.testing.assert_array_equal(spectrum_features(crop, grid=1), spectrum_features(inner, grid=1))
     small = _noise(200, seed=6)  # one window fits: every grid reads the same
     np.testing.assert_array_equal(spectrum_features(small, grid=3), spectrum_features(small))
+
+
+# --- luma residual statistics (feature set v2) ---
+
+KURT, LAG1_X, LAG1_Y, LAG2_X, LAG2_Y = range(N_RESIDUAL)
+
+
+def test_white_noise_anticorrelates_with_its_neighbour_and_gray_agrees_with_rgb():
+    crop = _noise(256, seed=4)
+    f = residual_features(crop, grid=2)
+    assert f.shape == (N_RESIDUAL,) and f.dtype == np.float32 and np.isfinite(f).all()
+    # a 3x3 high-pass of white noise: each pixel minus the box mean that includes its neighbour (-1/8)
+    assert -0.2 < f[LAG1_X] < -0.05 and -0.2 < f[LAG1_Y] < -0.05
+    gray = np.repeat(crop[..., :1], 3, axis=2)
+    np.testing.assert_allclose(residual_features(gray), residual_features(gray[..., 0]), atol=1e-6)
+
+
+def test_pixel_replicated_upsampling_correlates_the_residual_one_pixel_apart():
+    small = _noise(100, seed=5)
+    up = np.repeat(np.repeat(small, 2, 0), 2, 1)
+    f, g = residual_features(up), residual_features(_noise(200, seed=5))
+    assert f[LAG1_X] > g[LAG1_X] + 0.3 and f[LAG1_Y] > g[LAG1_Y] + 0.3
+
+
+def test_sparse_spikes_raise_the_kurtosis():
+    rng = np.random.default_rng(7)
+    smooth = np.full((160, 160, 3), 120, np.uint8) + (rng.random((160, 160, 1)) * 4).astype(np.uint8)
+    spiky = smooth.copy()
+    spiky[rng.integers(0, 160, 40), rng.integers(0, 160, 40)] = 255
+    assert residual_features(spiky)[KURT] > residual_features(smooth)[KURT] + 0.5
+
+
+def test_how_the_jpeg_stored_its_chroma_does_not_move_the_statistics():
+    """The same pixels saved as JPEG 4:2:0 and 4:4:4: the luma residual, and so every statistic, stays put (chroma
+    statistics moved a fitted head by about one real-face standard deviation here: why v2 reads luma only)."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(8)
+    base = np.repeat(np.repeat((rng.random((100, 100, 3)) * 255).astype(np.uint8), 2, 0), 2, 1)
+
+    def saved(subsampling: int) -> np.ndarray:
+        buf = io.BytesIO()
+        Image.fromarray(base).save(buf, "JPEG", quality=95, subsampling=subsampling)
+        return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+    a, b = residual_features(saved(2), grid=2), residual_features(saved(0), grid=2)
+    np.testing.assert_allclose(a, b, atol=0.05)
+
+
+@pytest.mark.parametrize("crop", [np.zeros((40, 40, 3), np.uint8), np.zeros((120, 120), np.uint8),
+                                  np.zeros((120, 120, 1), np.uint8), np.full((90, 90, 3), 128, np.uint8),
+                                  np.zeros((4, 4, 4, 3), np.uint8)],
+                         ids=["small", "2d_gray", "one_channel", "flat", "4d"])
+def test_small_gray_flat_and_malformed_crops_give_finite_residual_statistics(crop):
+    f = residual_features(crop)
+    assert f.shape == (N_RESIDUAL,) and np.isfinite(f).all()
+    if crop.ndim not in (2, 3) or min(crop.shape[:2]) < MIN_SIDE:
+        assert not f.any()
+
+
+def test_feature_sets_are_the_spectrum_then_the_residuals():
+    crop = _noise(300, seed=6)
+    assert FEATURE_SETS == {V1: N_FEATURES, V2: N_FEATURES + N_RESIDUAL}
+    np.testing.assert_array_equal(native_statistics(crop, grid=2, features=V1), spectrum_features(crop, grid=2))
+    both = native_statistics(crop, grid=2, features=V2)
+    np.testing.assert_array_equal(both, np.concatenate([spectrum_features(crop, grid=2),
+                                                        residual_features(crop, grid=2)]))
+    with pytest.raises(ValueError, match="unknown feature set"):
+        native_statistics(crop, features="udfd.spectrum v0")

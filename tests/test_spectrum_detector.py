@@ -12,7 +12,7 @@ from udfd.detectors.base import get_family
 from udfd.detectors.ensemble import EnsembleDetector, split_side_plane, with_side_plane
 from udfd.detectors.spectrum import SpectrumDetector
 from udfd.errors import ModelUnavailableError
-from udfd.spectrum import N_FEATURES, spectrum_features
+from udfd.spectrum import FEATURE_SETS, N_FEATURES, N_RESIDUAL, V1, V2, native_statistics, spectrum_features
 
 
 def _noise(side: int, seed: int = 0) -> np.ndarray:
@@ -47,9 +47,22 @@ def test_preprocess_reads_the_crop_at_its_own_resolution() -> None:
     det = _spectrum()
     crops = [_noise(300), _upsampled(200, 1), _noise(20)]
     batch = det.preprocess(crops)
-    assert batch.shape == (3, N_FEATURES) and batch.dtype == torch.float32
+    assert det.arch["features"] == V2 and det.native_width == FEATURE_SETS[V2] == N_FEATURES + N_RESIDUAL
+    assert batch.shape == (3, det.native_width) and batch.dtype == torch.float32
     for row, crop in zip(batch, crops, strict=True):
-        np.testing.assert_array_equal(row.numpy(), spectrum_features(crop))
+        np.testing.assert_array_equal(row.numpy(), native_statistics(crop, features=V2))
+        np.testing.assert_array_equal(row.numpy()[:N_FEATURES], spectrum_features(crop))
+
+
+def test_a_v1_checkpoint_reads_the_spectrum_alone(tmp_path) -> None:
+    """spectrum 1.0 and 1.1 were fitted on the 28 spectrum statistics: they keep reading those, and no more."""
+    det = SpectrumDetector.create({"fake_kinds": ["gan"], "features": V1, "n_features": N_FEATURES})
+    det.save_pretrained(tmp_path, fp16=False)
+    back = SpectrumDetector.from_pretrained(tmp_path, json.loads((tmp_path / "config.json").read_text()))
+    crop = _noise(260, seed=3)
+    assert back.native_width == N_FEATURES
+    np.testing.assert_array_equal(back.preprocess([crop])[0].numpy(), spectrum_features(crop))
+    assert back.preprocess([]).shape == (0, N_FEATURES)
 
 
 def test_kinds_view_scores_those_heads_only_with_the_same_platt_scaling() -> None:
@@ -73,6 +86,9 @@ def test_a_checkpoint_of_other_statistics_is_refused(tmp_path) -> None:
     det.save_pretrained(tmp_path, fp16=False)
     config = json.loads((tmp_path / "config.json").read_text())
     config["udfd"]["arch"]["features"] = "udfd.spectrum v0"
+    with pytest.raises(ModelUnavailableError, match="this udfd computes"):
+        SpectrumDetector.from_pretrained(tmp_path, config)
+    config["udfd"]["arch"]["features"] = V1  # a known set, but not the length the heads were fitted on
     with pytest.raises(ModelUnavailableError, match="this udfd computes"):
         SpectrumDetector.from_pretrained(tmp_path, config)
 
@@ -168,8 +184,8 @@ def test_the_checkpoint_reads_the_grid_it_was_fitted_with(tmp_path) -> None:
     det.save_pretrained(tmp_path, fp16=False)
     back = SpectrumDetector.from_pretrained(tmp_path, json.loads((tmp_path / "config.json").read_text()))
     crop = _noise(420, seed=9)
-    np.testing.assert_array_equal(back.preprocess([crop])[0].numpy(), spectrum_features(crop, grid=3))
+    np.testing.assert_array_equal(back.preprocess([crop])[0].numpy(), native_statistics(crop, grid=3, features=V2))
     old = json.loads((tmp_path / "config.json").read_text())
     del old["udfd"]["arch"]["grid"]
     one = SpectrumDetector.from_pretrained(tmp_path, old)
-    np.testing.assert_array_equal(one.preprocess([crop])[0].numpy(), spectrum_features(crop))
+    np.testing.assert_array_equal(one.preprocess([crop])[0].numpy(), native_statistics(crop, features=V2))

@@ -34,7 +34,7 @@ from training.loso import loso_split, write_run_scores  # noqa: E402
 from udfd.config import FaceSettings  # noqa: E402
 from udfd.evaluation.loso import FOLDS, member_summary  # noqa: E402
 from udfd.evaluation.metrics import binary_metrics, fake_sources_vs_reals  # noqa: E402
-from udfd.spectrum import N_FEATURES, spectrum_features  # noqa: E402
+from udfd.spectrum import FEATURE_SETS, N_FEATURES, V1, native_statistics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +42,57 @@ GAN_HELDOUT_FAKES = ("celebahq_gan_interfacegan", "tpdne_stylegan2")
 HQ_REALS = ("celebahq_real", "ffhq_real")
 
 
-def native_spectra(root: Path, samples: list, cache_dir: Path, *, grid: int = 1) -> np.ndarray:
-    """(N, N_FEATURES) spectrum statistics of each sample's first face crop at native resolution, cached."""
+def native_spectra(root: Path, samples: list, cache_dir: Path, *, grid: int = 1, augment_seed: int | None = None,
+                   features: str = V1) -> np.ndarray:
+    """(N, FEATURE_SETS[features]) native statistics of each sample's first face crop at native resolution, cached.
+
+    With `augment_seed`, each image is first degraded once by `augmentation(i, augment_seed)` (faces detected anew
+    on the degraded image, as the robustness suite does): the training copies `--augment` adds.
+    """
     from udfd.faces import detect_faces, get_face_detector
     from udfd.media import read_image
 
     faces = FaceSettings()
     stamp = json.dumps([[s.path for s in samples], N_FEATURES, _tree_stamp(root, samples), "spectrum-v1",
-                        *([f"grid{grid}"] if grid != 1 else [])])
+                        *([f"grid{grid}"] if grid != 1 else []),
+                        *([f"augment-{AUGMENT_VERSION}-{augment_seed}"] if augment_seed is not None else []),
+                        *([features, FEATURE_SETS[features]] if features != V1 else [])])
     path = cache_dir / f"spectrum-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.npy"
     if path.is_file():
         return np.load(path, allow_pickle=False)
     detector = get_face_detector(faces)
-    out = np.zeros((len(samples), N_FEATURES), dtype=np.float32)
-    for i, s in enumerate(tqdm(samples, desc="spectra", unit="img")):
-        image = read_image(root / s.path)
-        out[i] = spectrum_features(detect_faces(image.pixels, faces, detector=detector)[0].pixels, grid=grid)
+    out = np.zeros((len(samples), FEATURE_SETS[features]), dtype=np.float32)
+    desc = "spectra" if augment_seed is None else "degraded spectra"
+    for i, s in enumerate(tqdm(samples, desc=desc, unit="img")):
+        pixels = read_image(root / s.path).pixels
+        if augment_seed is not None:
+            pixels = augmentation(i, augment_seed)(pixels)
+        found = detect_faces(pixels, faces, detector=detector)
+        if found:  # a degraded copy may lose its face: that row keeps zeros (the detector's own too-small flag)
+            out[i] = native_statistics(found[0].pixels, grid=grid, features=features)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(path, out, allow_pickle=False)
     return out
+
+
+AUGMENT_VERSION = 1
+
+
+def augmentation(index: int, seed: int):
+    """The degradation of training image `index`: blur, down-scale or JPEG, its strength drawn from ranges that
+    contain none of the robustness suite's settings (blur1, resize0.5, jpeg50/75), so that suite stays a test."""
+    from udfd import perturb
+
+    rng = np.random.default_rng([seed, index])
+    kind = int(rng.integers(3))
+    if kind == 0:
+        sigma = float(rng.choice([rng.uniform(0.5, 0.9), rng.uniform(1.1, 1.6)]))
+        return lambda px: perturb.blur(px, sigma)
+    if kind == 1:
+        scale = float(rng.choice([rng.uniform(0.35, 0.45), rng.uniform(0.55, 0.8)]))
+        return lambda px: perturb.resize_round_trip(px, scale)
+    quality = int(rng.choice([rng.integers(55, 70), rng.integers(80, 95)]))
+    return lambda px: perturb.jpeg(px, quality)
 
 
 def gan_heldout_split(samples: list, *, seed: int) -> dict[str, list[int]]:
@@ -84,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--with-lite0", action="store_true")
     p.add_argument("--grid", type=int, default=1,
                    help="average the power spectrum over up to GRID x GRID central 128 px windows (1: the centre one)")
+    p.add_argument("--augment", action="store_true",
+                   help="train on a degraded copy of every training face as well (blur, down-scale or JPEG; "
+                        "validation and held-out rows stay clean)")
+    p.add_argument("--features", choices=sorted(FEATURE_SETS), default=V1,
+                   help="the statistics (udfd.spectrum.FEATURE_SETS): v1 the spectrum, v2 with the luma residual's statistics")
     p.add_argument("--member", default="spectrum")
     p.add_argument("--scores-dir", type=Path, default=Path("runs/scores"))
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/udfd"))
@@ -97,13 +134,21 @@ def main(argv: list[str] | None = None) -> int:
     samples = list_samples(root)
     y = np.array([s.label for s in samples])
     sources = [s.source for s in samples]
-    x = native_spectra(root, samples, args.cache_dir, grid=args.grid)
+    x = native_spectra(root, samples, args.cache_dir, grid=args.grid, features=args.features)
     if args.with_lite0:
         from training.loso_frozen import frozen_features
 
         lite0, *_ = frozen_features(root, samples, stages=[4], cache_dir=args.cache_dir)
         x = np.concatenate([lite0, x], axis=1)
     kinds = row_kinds(y, sources, load_kinds(args.fake_kinds))
+    n = len(samples)
+    x_fit, y_fit, kinds_fit = x, y, kinds
+    if args.augment:
+        if args.with_lite0:
+            p.error("--augment degrades the spectrum statistics only: not with --with-lite0")
+        x_fit = np.concatenate([x, native_spectra(root, samples, args.cache_dir, grid=args.grid,
+                                                  augment_seed=args.seed, features=args.features)])
+        y_fit, kinds_fit = np.concatenate([y, y]), np.concatenate([kinds, kinds])
     score_kinds = tuple(k for k in args.score_kinds.split(",") if k)
     runs = [(f.name, loso_split(samples, f.name, seed=args.seed, val=0.1, test=0.1)) for f in FOLDS]
     runs += [("gan_heldout", gan_heldout_split(samples, seed=args.seed)),
@@ -112,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.save and args.with_lite0:
         p.error("--save writes a spectrum checkpoint: the spectrum statistics alone, not --with-lite0")
     for name, split in runs:
-        head = fit_kinds(x, y, kinds, split["train"], split["val"])
+        train = split["train"] + ([i + n for i in split["train"]] if args.augment else [])
+        head = fit_kinds(x_fit, y_fit, kinds_fit, train, split["val"])
         if name == "in_dist" and args.save:
             save_checkpoint(args.save, head, x, y, samples, split, args)
         here = tuple(k for k in score_kinds if k in head.kinds) or None
@@ -130,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: %s", name, json.dumps(results[name]))
     summary = member_summary(args.scores_dir, args.member).as_dict()
     report = {"member": args.member, "with_lite0": args.with_lite0, "score_kinds": score_kinds, "seed": args.seed,
-              "runs": results, "loso": summary}
+              "features": args.features, "grid": args.grid, "augment": args.augment, "runs": results, "loso": summary}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
@@ -150,7 +196,9 @@ def save_checkpoint(out: Path, head, x: np.ndarray, y: np.ndarray, samples: list
     from udfd.detectors.spectrum import SpectrumDetector
     from udfd.evaluation.metrics import best_youden_threshold, fit_temperature, metrics_by_group
 
-    det = SpectrumDetector.create({"fake_kinds": list(head.kinds), "grid": int(getattr(args, "grid", 1))})
+    features = getattr(args, "features", V1)
+    det = SpectrumDetector.create({"fake_kinds": list(head.kinds), "grid": int(getattr(args, "grid", 1)),
+                                   "features": features, "n_features": FEATURE_SETS[features]})
     with torch.no_grad():
         det.net.linear.weight.copy_(torch.from_numpy(head.weight).float())
         det.net.linear.bias.copy_(torch.from_numpy(head.bias).float())
@@ -159,7 +207,9 @@ def save_checkpoint(out: Path, head, x: np.ndarray, y: np.ndarray, samples: list
     t = fit_temperature(np.stack([np.zeros_like(logit["val"]), logit["val"]], 1), y[split["val"]])
     p_val = 1 / (1 + np.exp(-logit["val"] / t))
     det.set_calibration(temperature=t, threshold=best_youden_threshold(y[split["val"]], p_val))
-    recipe = {"kind": "logistic", "C": head.c, "fake_kinds": read_kinds(args.fake_kinds), "min_kind_fakes": 30}
+    recipe = {"kind": "logistic", "C": head.c, "fake_kinds": read_kinds(args.fake_kinds), "min_kind_fakes": 30,
+              **({"augment": f"one degraded copy per training face (v{AUGMENT_VERSION})"}
+                 if getattr(args, "augment", False) else {})}
     display = {"title": "Native-resolution spectrum",
                "summary": "logistic heads per kind of fake on the high-frequency spectrum of the face crop at the "
                           "file's own resolution (no network); trained on the dev faces"}

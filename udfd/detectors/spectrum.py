@@ -3,8 +3,9 @@ the face crop (`udfd.spectrum`; `training/loso_spectrum.py` fits them).
 
 Every network here sees a face resized to 160 px, which erases what generator upsampling leaves in the highest
 frequencies of a 1024 px StyleGAN face; this family reads the crop as the file has it, before any resize. Its
-`preprocess` gives (B, N_FEATURES) statistics, not pixels; an ensemble reads them through `native_features` (its
-side plane, `udfd.detectors.ensemble`). No explanation map: the statistics have no spatial layout.
+`preprocess` gives (B, native_width) statistics, not pixels: the feature set its `arch.features` names
+(`udfd.spectrum.FEATURE_SETS`). An ensemble reads them through `native_features` (its side plane,
+`udfd.detectors.ensemble`). No explanation map: the statistics have no spatial layout.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from udfd.detectors.base import ExplainTarget
 from udfd.detectors.timm_classifier import KindsHead
 from udfd.detectors.torch_classifier import TorchClassifier, register
 from udfd.errors import ModelUnavailableError
-from udfd.spectrum import N_FEATURES, spectrum_features
+from udfd.spectrum import FEATURE_SETS, V2, native_statistics
 
-FEATURES = "udfd.spectrum v1"  # what `arch.features` must say: the statistics the heads were fitted on
+FEATURES = V2  # what a new checkpoint's `arch.features` says; a saved one names its own (`udfd.spectrum.FEATURE_SETS`)
 
 
 @register
@@ -30,16 +31,17 @@ class SpectrumDetector(TorchClassifier):
     family: ClassVar[str] = "spectrum"
     # image_size 0: no resized input (an ensemble resizes for its other members only)
     # grid: the power spectrum averaged over up to grid x grid central windows (`udfd.spectrum.spectrum_features`)
-    default_arch: ClassVar[dict[str, Any]] = {"features": FEATURES, "n_features": N_FEATURES, "image_size": 0,
+    default_arch: ClassVar[dict[str, Any]] = {"features": FEATURES, "n_features": FEATURE_SETS[FEATURES], "image_size": 0,
                                               "fake_kinds": ["gan", "diffusion"], "grid": 1}
     tiny_arch: ClassVar[dict[str, Any]] = {"fake_kinds": ["gan"]}
 
     def __init__(self, net: torch.nn.Module, **kw: Any) -> None:
         super().__init__(net, **kw)
-        if self.arch.get("features") != FEATURES or int(self.arch.get("n_features", -1)) != N_FEATURES:
+        features = self.arch.get("features")
+        if features not in FEATURE_SETS or int(self.arch.get("n_features", -1)) != FEATURE_SETS[features]:
             raise ModelUnavailableError(
-                f"{self.name}: its heads read {self.arch.get('features')!r} ({self.arch.get('n_features')} "
-                f"features); this udfd computes {FEATURES!r} ({N_FEATURES})")
+                f"{self.name}: its heads read {features!r} ({self.arch.get('n_features')} features); this udfd "
+                f"computes {', '.join(f'{k!r} ({n})' for k, n in FEATURE_SETS.items())}")
         self.kinds_used: tuple[str, ...] | None = None
 
     @classmethod
@@ -49,13 +51,14 @@ class SpectrumDetector(TorchClassifier):
     @property
     def native_width(self) -> int:
         """How many statistics `native_features` gives per face (an ensemble's side plane reserves as many)."""
-        return N_FEATURES
+        return FEATURE_SETS[self.arch["features"]]
 
     def native_features(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
-        """(B, N_FEATURES) statistics of RGB uint8 crops at their own resolution (pure)."""
-        grid = int(self.arch.get("grid", 1))
-        return torch.from_numpy(np.stack([spectrum_features(f, grid=grid) for f in faces])) if len(faces) else \
-            torch.zeros((0, N_FEATURES))
+        """(B, native_width) statistics of RGB uint8 crops at their own resolution (pure)."""
+        grid, features = int(self.arch.get("grid", 1)), self.arch["features"]
+        if not len(faces):
+            return torch.zeros((0, self.native_width))
+        return torch.from_numpy(np.stack([native_statistics(f, grid=grid, features=features) for f in faces]))
 
     def preprocess(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
         return self.native_features(faces)
