@@ -118,3 +118,23 @@ def test_training_degradations_are_seeded_keep_the_size_and_avoid_the_robustness
     np.testing.assert_array_equal(augmentation(7, 42)(image), outs[7])
     assert not any(np.array_equal(o, s) for o in outs for s in suite)
     assert any(not np.array_equal(a, b) for a, b in zip(outs, outs[1:], strict=False))
+
+
+def test_gan_heldout_terms_score_each_term_per_generator_and_per_real_source() -> None:
+    """Lite0's column ranks every held-out fake first, spectrum's ranks them last: the terms' AUCs say so, per
+    generator and per real source, and the mean term lies between."""
+    from training.gan_heldout_terms import term_aucs
+
+    y = np.array([0, 0, 1, 1] * 6)
+    sources = ["celebahq_real", "ffhq_real", "celebahq_gan_interfacegan", "tpdne_stylegan2"] * 6
+    rng = np.random.default_rng(0)
+    lite0 = y * 3.0 + rng.normal(0, 0.1, len(y))
+    d = np.stack([lite0, -lite0], 1)
+    split = {"val": list(range(8)), "heldout": list(range(8, 24))}
+    out = term_aucs(d, y, sources, split)
+    assert out["n_reals"] == 8 and out["n_fakes"] == 8
+    assert out["lite0 (1.4)"]["all"] == 1.0 and out["spectrum"]["all"] == 0.0
+    assert set(out["spectrum"]) == {"all", "celebahq_gan_interfacegan vs all reals", "tpdne_stylegan2 vs all reals",
+                                    "all fakes vs celebahq_real", "all fakes vs ffhq_real"}
+    assert out["lite0 (1.4)"]["all fakes vs ffhq_real"] == 1.0
+    assert 0.0 <= out["lite0+spectrum (1.6)"]["all"] <= 1.0
