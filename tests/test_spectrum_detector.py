@@ -27,7 +27,8 @@ def _upsampled(side: int, seed: int = 0) -> np.ndarray:
 
 def _spectrum(seed: int = 0) -> SpectrumDetector:
     torch.manual_seed(seed)
-    det = SpectrumDetector.create({"fake_kinds": ["gan", "diffusion", "face_swap"]})
+    det = SpectrumDetector.create({"fake_kinds": ["gan", "diffusion", "face_swap"], "features": V2,
+                                   "n_features": FEATURE_SETS[V2]})
     with torch.no_grad():
         det.net.linear.weight.normal_()
     return det
@@ -55,8 +56,10 @@ def test_preprocess_reads_the_crop_at_its_own_resolution() -> None:
 
 
 def test_a_v1_checkpoint_reads_the_spectrum_alone(tmp_path) -> None:
-    """spectrum 1.0 and 1.1 were fitted on the 28 spectrum statistics: they keep reading those, and no more."""
-    det = SpectrumDetector.create({"fake_kinds": ["gan"], "features": V1, "n_features": N_FEATURES})
+    """spectrum 1.0 and 1.1 were fitted on the 28 spectrum statistics (the family's default): they keep reading
+    those, and no more."""
+    det = SpectrumDetector.create({"fake_kinds": ["gan"]})
+    assert det.arch["features"] == V1
     det.save_pretrained(tmp_path, fp16=False)
     back = SpectrumDetector.from_pretrained(tmp_path, json.loads((tmp_path / "config.json").read_text()))
     crop = _noise(260, seed=3)
@@ -184,8 +187,8 @@ def test_the_checkpoint_reads_the_grid_it_was_fitted_with(tmp_path) -> None:
     det.save_pretrained(tmp_path, fp16=False)
     back = SpectrumDetector.from_pretrained(tmp_path, json.loads((tmp_path / "config.json").read_text()))
     crop = _noise(420, seed=9)
-    np.testing.assert_array_equal(back.preprocess([crop])[0].numpy(), native_statistics(crop, grid=3, features=V2))
+    np.testing.assert_array_equal(back.preprocess([crop])[0].numpy(), spectrum_features(crop, grid=3))
     old = json.loads((tmp_path / "config.json").read_text())
     del old["udfd"]["arch"]["grid"]
     one = SpectrumDetector.from_pretrained(tmp_path, old)
-    np.testing.assert_array_equal(one.preprocess([crop])[0].numpy(), native_statistics(crop, features=V2))
+    np.testing.assert_array_equal(one.preprocess([crop])[0].numpy(), spectrum_features(crop))

@@ -21,9 +21,11 @@ from udfd.detectors.base import ExplainTarget
 from udfd.detectors.timm_classifier import KindsHead
 from udfd.detectors.torch_classifier import TorchClassifier, register
 from udfd.errors import ModelUnavailableError
-from udfd.spectrum import FEATURE_SETS, V2, native_statistics
+from udfd.spectrum import FEATURE_SETS, V1, native_statistics
 
-FEATURES = V2  # what a new checkpoint's `arch.features` says; a saved one names its own (`udfd.spectrum.FEATURE_SETS`)
+# what a new checkpoint reads unless its arch says otherwise (the shipped 1.1's set); a saved one names its own
+# (`udfd.spectrum.FEATURE_SETS`; "udfd.spectrum v2" adds the luma residual's statistics)
+FEATURES = V1
 
 
 @register
