@@ -66,7 +66,7 @@ class _EnsembleNet(nn.Module):
         pixels, side = split_side_plane(batch)
         offset = 0
         for m in self.members:
-            if hasattr(m, "native_features"):
+            if reads_native(m):
                 width = int(m.native_width)
                 if side is None or side.shape[1] < offset + width:
                     raise ModelUnavailableError(
@@ -106,6 +106,11 @@ class _EnsembleNet(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.combine(self.member_log_odds(batch))
+
+
+def reads_native(member: Any) -> bool:
+    """Whether a member reads native-resolution statistics (`native_features`) instead of the resized pixels."""
+    return hasattr(member, "native_features")
 
 
 def with_side_plane(pixels: torch.Tensor, stats: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -161,8 +166,8 @@ class EnsembleDetector:
         self.version = version
         # the faces are resized once, to the largest member's size, as that member was trained to see them;
         # members with `native_features` read the crops as given instead (the batch's side plane)
-        self.native = [m for m in members if hasattr(m, "native_features")]
-        pixel_members = [m for m in members if not hasattr(m, "native_features")]
+        self.native = [m for m in members if reads_native(m)]
+        pixel_members = [m for m in members if not reads_native(m)]
         if not pixel_members:
             raise ModelUnavailableError("an ensemble needs at least one member that reads pixels")
         largest = max(pixel_members, key=lambda m: int(m.image_size))
@@ -283,7 +288,7 @@ class EnsembleDetector:
         return low, torch.cat([high, self.member_log_odds(batch)], dim=1)
 
     def _first_pixel_member(self) -> Any:
-        return next(m for m in self.members if not hasattr(m, "native_features"))
+        return next(m for m in self.members if not reads_native(m))
 
     def explain_target(self) -> ExplainTarget | None:
         inner = self._first_pixel_member().explain_target()
